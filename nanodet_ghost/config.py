@@ -1,0 +1,184 @@
+"""Typed configuration: dataclass schemas merged with a YAML file through OmegaConf.
+
+Every section maps 1:1 onto constructor arguments (see `nanodet_ghost.model.build_model`,
+`nanodet_ghost.data.loader.build_dataset`, `nanodet_ghost.trainer`). A misspelled key, a value of
+the wrong type or a missing required field fails at load time with a `ConfigError` that names the
+key and the file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from nanodet_ghost.data.config import DataConfig
+
+
+class ConfigError(ValueError):
+    """A configuration file (or override) does not match the schema."""
+
+
+@dataclass
+class BackboneConfig:
+    """Arguments of `GhostNet`."""
+
+    width: float = 1.0
+    out_stages: List[int] = field(default_factory=lambda: [4, 6, 9])
+    activation: str = "ReLU"
+    pretrained: Optional[str] = None
+
+
+@dataclass
+class NeckConfig:
+    """Arguments of `PAN` (its input channels come from the backbone's `feature_info`)."""
+
+    out_channels: int = 96
+
+
+@dataclass
+class HeadConfig:
+    """Arguments of `GFLHead` (its input channels come from the neck)."""
+
+    num_classes: int = 80
+    feat_channels: int = 96
+    stacked_convs: int = 2
+    strides: List[int] = field(default_factory=lambda: [8, 16, 32])
+    reg_max: int = 7
+
+
+@dataclass
+class LossConfig:
+    """Arguments of `GFLLoss` (QFL + DFL + GIoU with ATSS assignment)."""
+
+    qfl_weight: float = 1.0
+    qfl_beta: float = 2.0
+    dfl_weight: float = 0.25
+    giou_weight: float = 2.0
+    atss_topk: int = 9
+    octave_base_scale: float = 5.0
+
+
+@dataclass
+class PostprocessConfig:
+    """Arguments of `PostProcessor` (decode + NMS)."""
+
+    score_thr: float = 0.05
+    nms_iou: float = 0.6
+    nms_pre: int = 1000
+    max_detections: int = 100
+
+
+@dataclass
+class ModelConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    neck: NeckConfig = field(default_factory=NeckConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "AdamW"  # "AdamW" or "SGD"
+    lr: float = 0.001
+    weight_decay: float = 0.05
+    momentum: float = 0.9  # SGD only
+    no_decay_norm_bias: bool = True
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "cosine"  # "cosine" or "multistep"
+    warmup_steps: int = 300
+    warmup_ratio: float = 0.1
+    min_lr_ratio: float = 0.05  # cosine floor, as a fraction of lr
+    milestones: List[int] = field(default_factory=list)  # multistep, in epochs
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Arguments of the Lightning module and Trainer."""
+
+    save_dir: str = "work_dirs/run"
+    seed: int = 42
+    max_epochs: int = 100
+    max_time: Optional[str] = None  # "DD:HH:MM:SS", Lightning's max_time
+    max_steps: int = -1
+    val_interval: int = 1  # epochs between validations
+    log_every_n_steps: int = 10
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    ema_decay: Optional[float] = 0.9998  # None disables weight EMA
+    grad_clip: Optional[float] = 35.0
+    precision: str = "32"  # "32", "16-mixed", "bf16-mixed"
+    accelerator: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    sync_batchnorm: bool = False
+    deterministic: bool = False
+    load_from: Optional[str] = None  # fine-tune from a checkpoint's weights
+    nonfinite_patience: int = 10  # consecutive non-finite losses before aborting
+
+
+@dataclass
+class EvaluationConfig:
+    metric: str = "val/mAP"
+    classwise: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+
+def _describe(exc: OmegaConfBaseException) -> str:
+    key = getattr(exc, "full_key", None)
+    msg = getattr(exc, "msg", None) or str(exc).splitlines()[0]
+    return f"key '{key}': {msg}" if key else msg
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictConfig:
+    """Load a YAML config, validate it against `Config` and apply `key=value` overrides.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ConfigError: unknown key, wrong type or missing required value; the message names the key
+            and the file (or the override).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    schema = OmegaConf.structured(Config)
+    try:
+        user = OmegaConf.load(path)
+    except Exception as exc:  # yaml.YAMLError carries line/column in its message
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        cfg = OmegaConf.merge(schema, user)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        try:
+            cfg.merge_with_dotlist([item])
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"override '{item}' (config {path}): {_describe(exc)}") from None
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{path}: required key(s) missing: {', '.join(missing)}")
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML text (saved next to checkpoints)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)

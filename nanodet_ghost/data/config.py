@@ -1,0 +1,54 @@
+"""Schema of the `data:` section of a config (merged into `nanodet_ghost.config.Config`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+
+@dataclass
+class DatasetConfig:
+    """One split. `format` picks the dataset class: coco, voc, yolo or synthetic."""
+
+    format: str = "coco"
+    root: str = ""  # image folder (coco), VOC root or plain folder (voc), dataset root (yolo)
+    ann_file: Optional[str] = None  # coco instances json
+    split: Optional[str] = None  # voc ImageSets/Main/<split>.txt, yolo images/<split>
+    keep_background: bool = True  # keep images without boxes as negatives
+    name: Optional[str] = None  # label in log lines, e.g. "bccd train" (default: from the paths)
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation, NanoDet's defaults."""
+
+    scale: List[float] = field(default_factory=lambda: [0.6, 1.4])
+    stretch: List[List[float]] = field(default_factory=lambda: [[1.0, 1.0], [1.0, 1.0]])
+    rotation: float = 0.0
+    shear: float = 0.0
+    perspective: float = 0.0
+    translate: float = 0.2
+    flip: float = 0.5
+    brightness: float = 0.2
+    contrast: List[float] = field(default_factory=lambda: [0.6, 1.4])
+    saturation: List[float] = field(default_factory=lambda: [0.5, 1.2])
+    multi_scale: Optional[List[float]] = None  # e.g. [0.75, 1.25]: input size ratio range
+    mosaic: float = 0.0  # probability of a 4-image mosaic
+    min_box_size: float = 2.0  # boxes narrower or shorter than this (pixels) are dropped
+
+
+@dataclass
+class DataConfig:
+    class_names: List[str] = field(default_factory=list)
+    input_size: List[int] = field(default_factory=lambda: [320, 320])  # [width, height]
+    keep_ratio: bool = True
+    mean: List[float] = field(default_factory=lambda: [103.53, 116.28, 123.675])  # BGR
+    std: List[float] = field(default_factory=lambda: [57.375, 57.12, 58.395])  # BGR
+    train: DatasetConfig = field(default_factory=DatasetConfig)
+    val: DatasetConfig = field(default_factory=DatasetConfig)
+    test: Optional[DatasetConfig] = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    batch_size: int = 32  # per device
+    val_batch_size: int = 16
+    num_workers: int = 2
+    pin_memory: bool = False
+    persistent_workers: bool = False

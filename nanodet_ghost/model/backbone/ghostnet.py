@@ -1,0 +1,314 @@
+"""GhostNet backbone (Han et al., "GhostNet: More Features from Cheap Operations", CVPR 2020).
+
+Layer table from Table 1 of the paper (1.0x). The module and parameter names follow the official
+implementation (`conv_stem`, `bn1`, `blocks.{0..9}`), which timm's `ghostnet_100` shares, so an
+ImageNet state dict loads as it is. The classifier (`conv_head`, `classifier`) is not built.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+# Per stage: blocks of (kernel, expansion channels, out channels, SE ratio, stride).
+GHOSTNET_STAGES: Tuple[Tuple[Tuple[int, int, int, float, int], ...], ...] = (
+    ((3, 16, 16, 0.0, 1),),
+    ((3, 48, 24, 0.0, 2),),
+    ((3, 72, 24, 0.0, 1),),
+    ((5, 72, 40, 0.25, 2),),
+    ((5, 120, 40, 0.25, 1),),
+    ((3, 240, 80, 0.0, 2),),
+    (
+        (3, 200, 80, 0.0, 1),
+        (3, 184, 80, 0.0, 1),
+        (3, 184, 80, 0.0, 1),
+        (3, 480, 112, 0.25, 1),
+        (3, 672, 112, 0.25, 1),
+    ),
+    ((5, 672, 160, 0.25, 2),),
+    (
+        (5, 960, 160, 0.0, 1),
+        (5, 960, 160, 0.25, 1),
+        (5, 960, 160, 0.0, 1),
+        (5, 960, 160, 0.25, 1),
+    ),
+)
+FINAL_CONV_CHANNELS = 960  # stage 9: 1x1 conv + BN + act
+CLASSIFIER_PREFIXES = ("conv_head.", "classifier.")
+
+ACTIVATIONS: Dict[str, type] = {
+    "ReLU": nn.ReLU,
+    "LeakyReLU": nn.LeakyReLU,
+    "ReLU6": nn.ReLU6,
+    "SiLU": nn.SiLU,
+    "Hardswish": nn.Hardswish,
+}
+
+
+def make_divisible(value: float, divisor: int = 4, min_value: int | None = None) -> int:
+    """Round `value` to the nearest multiple of `divisor`, never dropping more than 10 %."""
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation '{name}', expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name](inplace=True) if name != "LeakyReLU" else nn.LeakyReLU(0.1, inplace=True)
+
+
+class SqueezeExcite(nn.Module):
+    """Channel attention with a hard-sigmoid gate."""
+
+    def __init__(self, channels: int, se_ratio: float = 0.25, act: str = "ReLU") -> None:
+        super().__init__()
+        reduced = make_divisible(channels * se_ratio, 4)
+        self.conv_reduce = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.act1 = _activation(act)
+        self.conv_expand = nn.Conv2d(reduced, channels, 1, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = x.mean((2, 3), keepdim=True)
+        gate = self.conv_expand(self.act1(self.conv_reduce(gate)))
+        return x * F.hardsigmoid(gate)
+
+
+class ConvBnAct(nn.Module):
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, act: str = "ReLU") -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_chs)
+        self.act1 = _activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act1(self.bn1(self.conv(x)))
+
+
+class GhostModule(nn.Module):
+    """A primary conv makes `ceil(out/ratio)` maps; a cheap depthwise conv makes the rest.
+
+    Each branch has its own BN, so the concatenation needs none.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        ratio: int = 2,
+        dw_size: int = 3,
+        stride: int = 1,
+        use_act: bool = True,
+        act: str = "ReLU",
+    ) -> None:
+        super().__init__()
+        self.out_chs = out_chs
+        init_chs = math.ceil(out_chs / ratio)
+        cheap_chs = init_chs * (ratio - 1)
+        self.primary_conv = nn.Sequential(
+            nn.Conv2d(in_chs, init_chs, kernel_size, stride, kernel_size // 2, bias=False),
+            nn.BatchNorm2d(init_chs),
+            _activation(act) if use_act else nn.Identity(),
+        )
+        self.cheap_operation = nn.Sequential(
+            nn.Conv2d(init_chs, cheap_chs, dw_size, 1, dw_size // 2, groups=init_chs, bias=False),
+            nn.BatchNorm2d(cheap_chs),
+            _activation(act) if use_act else nn.Identity(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        primary = self.primary_conv(x)
+        cheap = self.cheap_operation(primary)
+        return torch.cat((primary, cheap), dim=1)[:, : self.out_chs]
+
+
+class GhostBottleneck(nn.Module):
+    """ghost1 (expand) → [stride-2 depthwise conv + BN] → [SE] → ghost2 (project, linear) + shortcut."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        mid_chs: int,
+        out_chs: int,
+        dw_kernel_size: int = 3,
+        stride: int = 1,
+        se_ratio: float = 0.0,
+        act: str = "ReLU",
+    ) -> None:
+        super().__init__()
+        self.stride = stride
+        self.ghost1 = GhostModule(in_chs, mid_chs, use_act=True, act=act)
+        if stride > 1:
+            pad = (dw_kernel_size - 1) // 2
+            self.conv_dw = nn.Conv2d(mid_chs, mid_chs, dw_kernel_size, stride, pad, groups=mid_chs, bias=False)
+            self.bn_dw = nn.BatchNorm2d(mid_chs)
+        self.se = SqueezeExcite(mid_chs, se_ratio, act) if se_ratio > 0 else None
+        self.ghost2 = GhostModule(mid_chs, out_chs, use_act=False, act=act)
+        if in_chs == out_chs and stride == 1:
+            self.shortcut = nn.Sequential()
+        else:
+            pad = (dw_kernel_size - 1) // 2
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_chs, in_chs, dw_kernel_size, stride, pad, groups=in_chs, bias=False),
+                nn.BatchNorm2d(in_chs),
+                nn.Conv2d(in_chs, out_chs, 1, bias=False),
+                nn.BatchNorm2d(out_chs),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.ghost1(x)
+        if self.stride > 1:
+            out = self.bn_dw(self.conv_dw(out))
+        if self.se is not None:
+            out = self.se(out)
+        out = self.ghost2(out)
+        return out + self.shortcut(x)
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """What one tapped stage returns (as timm's `feature_info`)."""
+
+    stage: int
+    num_chs: int
+    reduction: int
+
+
+class GhostNet(nn.Module):
+    """GhostNet feature extractor.
+
+    Args:
+        width: channel multiplier (1.0 is the paper's GhostNet 1.0x).
+        out_stages: indices of `blocks` whose outputs are returned; 9 is the final 1x1 conv.
+        activation: name of the activation (`ACTIVATIONS`).
+        pretrained: local path of an ImageNet GhostNet state dict (never downloaded).
+
+    `forward(x: Tensor[B, 3, H, W]) -> tuple` of `Tensor[B, C_i, H / r_i, W / r_i]`, one per
+    out stage; `feature_info` lists `(stage, num_chs, reduction)` for each, e.g. for 1.0x and
+    (4, 6, 9): 40/112/960 channels at strides 8/16/32.
+    """
+
+    def __init__(
+        self,
+        width: float = 1.0,
+        out_stages: Sequence[int] = (4, 6, 9),
+        activation: str = "ReLU",
+        pretrained: str | None = None,
+    ) -> None:
+        super().__init__()
+        out_stages = tuple(int(s) for s in out_stages)
+        if not out_stages or any(s < 0 or s > len(GHOSTNET_STAGES) for s in out_stages):
+            raise ValueError(f"out_stages must lie in 0..{len(GHOSTNET_STAGES)}, got {out_stages}")
+        if list(out_stages) != sorted(set(out_stages)):
+            raise ValueError(f"out_stages must be strictly increasing, got {out_stages}")
+        self.out_stages = out_stages
+        self.width = width
+
+        stem_chs = make_divisible(16 * width, 4)
+        self.conv_stem = nn.Conv2d(3, stem_chs, 3, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem_chs)
+        self.act1 = _activation(activation)
+
+        stage_info: List[FeatureInfo] = []
+        reduction, in_chs = 2, stem_chs
+        blocks: List[nn.Module] = []
+        for stage_idx, stage in enumerate(GHOSTNET_STAGES):
+            layers = []
+            for kernel, expansion, out, se_ratio, stride in stage:
+                out_chs = make_divisible(out * width, 4)
+                mid_chs = make_divisible(expansion * width, 4)
+                layers.append(GhostBottleneck(in_chs, mid_chs, out_chs, kernel, stride, se_ratio, activation))
+                in_chs, reduction = out_chs, reduction * stride
+            blocks.append(nn.Sequential(*layers))
+            stage_info.append(FeatureInfo(stage_idx, in_chs, reduction))
+        final_chs = make_divisible(FINAL_CONV_CHANNELS * width, 4)
+        blocks.append(nn.Sequential(ConvBnAct(in_chs, final_chs, 1, act=activation)))
+        stage_info.append(FeatureInfo(len(GHOSTNET_STAGES), final_chs, reduction))
+        # Stages past the last tapped one are never used: don't build them.
+        self.blocks = nn.Sequential(*blocks[: max(out_stages) + 1])
+        self.feature_info: List[FeatureInfo] = [stage_info[s] for s in out_stages]
+
+        self._init_weights()
+        if pretrained:
+            self.load_pretrained(pretrained)
+
+    @property
+    def out_channels(self) -> List[int]:
+        return [f.num_chs for f in self.feature_info]
+
+    @property
+    def strides(self) -> List[int]:
+        return [f.reduction for f in self.feature_info]
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        x = self.act1(self.bn1(self.conv_stem(x)))
+        outputs = []
+        for idx, block in enumerate(self.blocks):
+            x = block(x)
+            if idx in self.out_stages:
+                outputs.append(x)
+        return tuple(outputs)
+
+    def load_pretrained(self, path: str) -> None:
+        """Load an official ImageNet GhostNet state dict from a local file.
+
+        Accepts a bare state dict or one wrapped in `state_dict`/`model`, with or without a
+        `module.` prefix; classifier weights are dropped. Any other missing or unexpected key, or a
+        shape mismatch, raises a `ValueError` that lists them.
+        """
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"pretrained GhostNet weights not found: {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for wrapper in ("state_dict", "model"):
+            if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+        cleaned = {}
+        for key, value in state.items():
+            key = key[len("module."):] if key.startswith("module.") else key
+            if not key.startswith(CLASSIFIER_PREFIXES):
+                cleaned[key] = value
+        own = self.state_dict()
+        # Blocks past the last out stage are not built; their weights are expected and dropped.
+        built = {k for k in cleaned if k in own}
+        unbuilt_prefixes = tuple(f"blocks.{i}." for i in range(len(self.blocks), len(GHOSTNET_STAGES) + 1))
+        unexpected = sorted(k for k in cleaned if k not in own and not k.startswith(unbuilt_prefixes))
+        missing = sorted(k for k in own if k not in cleaned)
+        mismatched = sorted(
+            f"{k}: file {tuple(cleaned[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in built
+            if cleaned[k].shape != own[k].shape
+        )
+        problems = []
+        if missing:
+            problems.append(f"missing keys: {missing}")
+        if unexpected:
+            problems.append(f"unexpected keys: {unexpected}")
+        if mismatched:
+            problems.append(f"shape mismatches: {mismatched}")
+        if problems:
+            raise ValueError(f"{path}: not a GhostNet {self.width}x state dict; " + "; ".join(problems))
+        self.load_state_dict({k: cleaned[k] for k in own}, strict=True)
+        logger.info("loaded pretrained GhostNet weights from %s (%d tensors)", path, len(own))
