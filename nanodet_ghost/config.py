@@ -113,6 +113,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     ema_decay: Optional[float] = 0.9998  # None disables weight EMA
+    ema_warmup: int = 2000  # steps over which the EMA decay ramps up
     grad_clip: Optional[float] = 35.0
     precision: str = "32"  # "32", "16-mixed", "bf16-mixed"
     accelerator: str = "auto"

@@ -1,0 +1,1 @@
+"""Export of trained detectors (ONNX with self-describing metadata)."""

@@ -1,0 +1,257 @@
+"""Shared logic of the dataset sources (coco, voc, yolo): records, box checks, skip counts, to_coco.
+
+A source holds one `ImageRecord` per usable image. Subclasses parse their annotation format, call
+`_add_image` for each image (which validates, clips and counts boxes) and `_finish` once, which logs
+one summary line per dataset. Problems that make a file unusable raise `DatasetError` naming the
+file; recoverable dirt (zero-size or out-of-image boxes, missing images) is skipped and counted in
+`source.skipped` / `source.fixed` and reported in that summary.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set
+
+import numpy as np
+
+from nanodet_ghost.data.image_io import ImageReadError, read_image
+
+if TYPE_CHECKING:
+    from nanodet_ghost.data.config import DatasetConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DatasetError", "ImageReadError", "ImageRecord", "DetectionSource"]
+
+_MAX_EXAMPLES = 3
+_PLURALS = {"box": "boxes", "image": "images", "region": "regions", "file": "files",
+            "mismatch": "mismatches"}
+# Skips that are a choice of the user rather than dirt in the data.
+_BENIGN_SKIPS = {"background image"}
+
+
+class DatasetError(ValueError):
+    """Malformed dataset files; the message names the file and the problem (line / position)."""
+
+
+@dataclass
+class ImageRecord:
+    """One image. Boxes are xyxy in original pixels; areas are what `to_coco` reports."""
+
+    image_id: int
+    file_name: str  # as reported by get_annotation / to_coco (relative to the image folder)
+    path: str  # where the image is read from
+    height: int
+    width: int
+    boxes: np.ndarray  # float32 [N, 4]
+    labels: np.ndarray  # int64 [N] contiguous
+    areas: np.ndarray  # float64 [N]
+    ignore: np.ndarray  # float32 [M, 4]
+    ignore_labels: np.ndarray  # int64 [M]
+    ignore_areas: np.ndarray  # float64 [M]
+
+
+def _plural(kind: str, n: int) -> str:
+    if n == 1:
+        return kind
+    words = kind.split(" ")
+    for i, word in enumerate(words):
+        if word in _PLURALS:
+            words[i] = _PLURALS[word]
+            break
+    return " ".join(words)
+
+
+def _as_boxes(boxes: Any) -> np.ndarray:
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+class DetectionSource:
+    """Base class of the raw-record sources (see docs/contracts.md, "Raw records").
+
+    Attributes: `class_names: list[str]`, `category_ids: list[int]` (contiguous label -> COCO
+    category id), `skipped: Counter[str]` (dropped images / boxes by kind), `fixed: Counter[str]`
+    (kept after repair, e.g. clipped boxes), `name` (used in log lines).
+    """
+
+    class_names: List[str]
+    category_ids: List[int]
+
+    def __init__(self, name: str, keep_background: bool = True) -> None:
+        self.name = name
+        self.keep_background = keep_background
+        self.class_names = []
+        self.category_ids = []
+        self.skipped: Counter = Counter()
+        self.fixed: Counter = Counter()
+        self._examples: Dict[str, List[str]] = {}
+        self._files: Counter = Counter()  # distinct files per kind
+        self._last_file: Dict[str, str] = {}
+        self._records: List[ImageRecord] = []
+        self._size_warned: Set[int] = set()
+
+    # ---------------------------------------------------------------- public interface
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def load_image(self, index: int) -> np.ndarray:
+        """uint8 [H, W, 3] BGR image; raises `ImageReadError(path, problem)`."""
+        rec = self._records[index]
+        img = read_image(rec.path)
+        if img.shape[:2] != (rec.height, rec.width) and index not in self._size_warned:
+            self._size_warned.add(index)
+            logger.warning("%s: decoded image is %dx%d but the annotation says %dx%d; boxes may "
+                           "be misplaced", rec.path, img.shape[1], img.shape[0], rec.width,
+                           rec.height)
+        return img
+
+    def get_annotation(self, index: int) -> Dict[str, Any]:
+        """dict(image_id, file_name, height, width, boxes float32 [N,4] xyxy, labels int64 [N],
+        ignore float32 [M,4] xyxy, ignore_labels int64 [M]); arrays are copies."""
+        rec = self._records[index]
+        return dict(
+            image_id=rec.image_id,
+            file_name=rec.file_name,
+            height=rec.height,
+            width=rec.width,
+            boxes=rec.boxes.copy(),
+            labels=rec.labels.copy(),
+            ignore=rec.ignore.copy(),
+            ignore_labels=rec.ignore_labels.copy(),
+        )
+
+    @classmethod
+    def from_config(cls, cfg: "DatasetConfig", class_names: Sequence[str]) -> "DetectionSource":
+        """Build from a `data.<split>` config node; `class_names` is `data.class_names`."""
+        raise NotImplementedError(f"{cls.__name__} does not implement from_config")
+
+    def image_path(self, index: int) -> str:
+        return self._records[index].path
+
+    @property
+    def num_boxes(self) -> int:
+        return sum(len(r.boxes) for r in self._records)
+
+    @property
+    def num_ignore(self) -> int:
+        return sum(len(r.ignore) for r in self._records)
+
+    def to_coco(self) -> Dict[str, Any]:
+        """COCO instances-format ground truth of the kept images (ignore regions: iscrowd=1).
+
+        Boxes are `[x, y, w, h]` in original pixels; annotation ids run from 1.
+        """
+        images, annotations = [], []
+        for rec in self._records:
+            images.append(dict(id=rec.image_id, file_name=rec.file_name, height=rec.height,
+                               width=rec.width))
+            for boxes, labels, areas, crowd in ((rec.boxes, rec.labels, rec.areas, 0),
+                                               (rec.ignore, rec.ignore_labels, rec.ignore_areas, 1)):
+                for box, label, area in zip(boxes.tolist(), labels.tolist(), areas.tolist()):
+                    x1, y1, x2, y2 = box
+                    annotations.append(dict(
+                        id=len(annotations) + 1, image_id=rec.image_id,
+                        category_id=self.category_ids[label], bbox=[x1, y1, x2 - x1, y2 - y1],
+                        area=area, iscrowd=crowd,
+                    ))
+        categories = [dict(id=cid, name=name, supercategory="")
+                      for cid, name in zip(self.category_ids, self.class_names)]
+        return dict(info=dict(description=self.name), licenses=[], images=images,
+                    annotations=annotations, categories=categories)
+
+    def summary(self) -> str:
+        """One line: image / box counts, then what was skipped or repaired, with example files."""
+        text = (f"{self.name}: {len(self)} images, {self.num_boxes} boxes, "
+                f"{self.num_ignore} ignore regions")
+        for verb, counts in (("skipped", self.skipped), ("repaired", self.fixed)):
+            parts = []
+            for kind, n in sorted(counts.items()):
+                examples = self._examples.get(kind, [])
+                rest = self._files[kind] - len(examples)
+                more = f", +{rest} more {_plural('file', rest)}" if rest > 0 else ""
+                parts.append(f"{n} {_plural(kind, n)} ({', '.join(examples)}{more})")
+            if parts:
+                text += f"; {verb} " + ", ".join(parts)
+        return text
+
+    # ---------------------------------------------------------------- for subclasses
+    def _skip(self, kind: str, where: str, n: int = 1) -> None:
+        """Count `n` dropped items of `kind` (e.g. "zero-size box") seen in file `where`."""
+        self._count(self.skipped, kind, where, n)
+
+    def _fix(self, kind: str, where: str, n: int = 1) -> None:
+        """Count `n` items of `kind` that were kept after a repair (e.g. "clipped box")."""
+        self._count(self.fixed, kind, where, n)
+
+    def _count(self, counter: Counter, kind: str, where: str, n: int) -> None:
+        if n <= 0:
+            return
+        counter[kind] += n
+        examples = self._examples.setdefault(kind, [])
+        if self._last_file.get(kind) == where:  # files are visited one after the other
+            return
+        self._last_file[kind] = where
+        self._files[kind] += 1
+        if len(examples) < _MAX_EXAMPLES:
+            examples.append(where)
+
+    def _clean_boxes(self, boxes: np.ndarray, width: int, height: int, where: str,
+                     what: str) -> tuple:
+        """Drop non-finite, zero/negative-size and wholly outside boxes; clip the rest.
+
+        boxes: float64 [N, 4] xyxy. Returns (clipped boxes float64 [K, 4], keep mask bool [N]).
+        """
+        finite = np.isfinite(boxes).all(axis=1)
+        safe = np.where(finite[:, None], boxes, 0.0)
+        positive = finite & (safe[:, 2] > safe[:, 0]) & (safe[:, 3] > safe[:, 1])
+        clipped = safe.copy()
+        clipped[:, 0::2] = clipped[:, 0::2].clip(0, width)
+        clipped[:, 1::2] = clipped[:, 1::2].clip(0, height)
+        inside = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+        keep = positive & inside
+        changed = keep & (clipped != safe).any(axis=1)
+        self._skip(f"non-finite {what}", where, int((~finite).sum()))
+        self._skip(f"zero-size {what}", where, int((finite & ~positive).sum()))
+        self._skip(f"{what} outside the image", where, int((positive & ~inside).sum()))
+        self._fix(f"clipped {what}", where, int(changed.sum()))
+        return clipped[keep], keep
+
+    def _add_image(self, *, image_id: int, file_name: str, path: str, height: int, width: int,
+                   boxes: Any, labels: Any, where: str, areas: Optional[Any] = None,
+                   ignore: Any = (), ignore_labels: Any = (),
+                   ignore_areas: Optional[Any] = None) -> bool:
+        """Validate and store one image's annotations. Returns False if the image was dropped.
+
+        boxes / ignore: [N, 4] xyxy original pixels; labels / ignore_labels: [N] contiguous;
+        areas: [N] (default: box area after clipping). `where` names the annotation file in logs.
+        """
+        boxes, ignore = _as_boxes(boxes), _as_boxes(ignore)
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        ignore_labels = np.asarray(ignore_labels, dtype=np.int64).reshape(-1)
+        boxes, keep = self._clean_boxes(boxes, width, height, where, "box")
+        ignore, keep_ignore = self._clean_boxes(ignore, width, height, where, "ignore region")
+        labels, ignore_labels = labels[keep], ignore_labels[keep_ignore]
+        areas = _areas(boxes, areas, keep)
+        ignore_areas = _areas(ignore, ignore_areas, keep_ignore)
+        if len(boxes) == 0 and not self.keep_background:
+            self._skip("background image", where)
+            return False
+        self._records.append(ImageRecord(
+            image_id=int(image_id), file_name=file_name, path=path, height=int(height),
+            width=int(width), boxes=boxes.astype(np.float32), labels=labels, areas=areas,
+            ignore=ignore.astype(np.float32), ignore_labels=ignore_labels,
+            ignore_areas=ignore_areas,
+        ))
+        return True
+
+    def _finish(self) -> None:
+        """Log the summary once: WARNING if anything was skipped or repaired, else INFO."""
+        dirty = any(k not in _BENIGN_SKIPS for k in self.skipped) or bool(self.fixed)
+        logger.log(logging.WARNING if dirty else logging.INFO, "%s", self.summary())
+
+
+def _areas(boxes: np.ndarray, given: Optional[Any], keep: np.ndarray) -> np.ndarray:
+    if given is None:
+        return ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).astype(np.float64)
+    return np.asarray(given, dtype=np.float64).reshape(-1)[keep]

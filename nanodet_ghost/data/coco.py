@@ -1,0 +1,148 @@
+"""COCO instances-json source: an image folder plus `instances_*.json`.
+
+Category ids (e.g. COCO's non-contiguous 1..90) map to contiguous labels in id order, or in the
+order of `class_names` when given; `category_ids[label]` maps back. `bbox` `[x, y, w, h]` becomes
+xyxy; `iscrowd=1` annotations become ignore regions. Original image ids and areas are kept, so
+`to_coco()` reproduces the input ground truth for evaluation.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from nanodet_ghost.data.base import DatasetError, DetectionSource
+from nanodet_ghost.data.config import DatasetConfig
+
+
+def load_json(path: str) -> Any:
+    """Parse a json file; invalid json raises `DatasetError` with the file, line and column."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: annotation file not found") from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(
+            f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {e.start}): {e.reason}") from None
+
+
+def _category_order(ann_file: str, categories: List[Dict[str, Any]],
+                    class_names: Optional[Sequence[str]]) -> Tuple[List[str], List[int]]:
+    """(class_names, category_ids) in label order; checks `class_names` against the json."""
+    by_id = sorted(categories, key=lambda c: c["id"])
+    names = [str(c["name"]) for c in by_id]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise DatasetError(f"{ann_file}: duplicate category names {dup}")
+    if class_names is None or list(class_names) == names:
+        return names, [int(c["id"]) for c in by_id]
+    wanted = [str(n) for n in class_names]
+    if sorted(wanted) != sorted(names):
+        missing = sorted(set(names) - set(wanted))
+        extra = sorted(set(wanted) - set(names))
+        raise DatasetError(
+            f"{ann_file}: class_names do not match the json categories "
+            f"(in json only: {missing}; in class_names only: {extra}); json categories: {names}")
+    id_of = {str(c["name"]): int(c["id"]) for c in by_id}
+    return wanted, [id_of[n] for n in wanted]
+
+
+def _require_keys(ann_file: str, obj: Any, keys: Sequence[str], what: str) -> None:
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{ann_file}: {what} is not a json object")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise DatasetError(f"{ann_file}: {what} lacks {missing}")
+
+
+class CocoSource(DetectionSource):
+    """Images in `img_dir` described by the COCO instances json `ann_file`.
+
+    Images without non-crowd annotations are kept as background when `keep_background`, else
+    dropped (counted). Images whose file is missing are skipped and counted.
+    """
+
+    def __init__(self, img_dir: str, ann_file: str, class_names: Optional[Sequence[str]] = None,
+                 keep_background: bool = True, name: Optional[str] = None) -> None:
+        ann_file, img_dir = str(ann_file), str(img_dir)
+        super().__init__(name or os.path.splitext(os.path.basename(ann_file))[0], keep_background)
+        self.img_dir = img_dir
+        data = load_json(ann_file)
+        _require_keys(ann_file, data, ("images", "annotations", "categories"), "the top level")
+        for i, cat in enumerate(data["categories"]):
+            _require_keys(ann_file, cat, ("id", "name"), f"categories[{i}]")
+        self.class_names, self.category_ids = _category_order(ann_file, data["categories"],
+                                                              class_names)
+        label_of = {cid: label for label, cid in enumerate(self.category_ids)}
+        per_image = self._group_annotations(ann_file, data["annotations"], label_of)
+        present = _listdir_or_empty(img_dir)
+        seen_ids = set()
+        for i, img in enumerate(data["images"]):
+            _require_keys(ann_file, img, ("id", "file_name", "height", "width"), f"images[{i}]")
+            image_id, file_name = int(img["id"]), str(img["file_name"])
+            if image_id in seen_ids:
+                raise DatasetError(f"{ann_file}: duplicate image id {image_id} ({file_name})")
+            seen_ids.add(image_id)
+            rows = per_image.pop(image_id, [])
+            path = os.path.join(img_dir, file_name)
+            exists = file_name in present if os.sep not in file_name else os.path.isfile(path)
+            if not exists:
+                self._skip("missing image", file_name)
+                continue
+            boxes = [r[0] for r in rows if not r[3]]
+            ignore = [r[0] for r in rows if r[3]]
+            self._add_image(
+                image_id=image_id, file_name=file_name, path=path, height=int(img["height"]),
+                width=int(img["width"]), where=file_name,
+                boxes=boxes, labels=[r[1] for r in rows if not r[3]],
+                areas=[r[2] for r in rows if not r[3]],
+                ignore=ignore, ignore_labels=[r[1] for r in rows if r[3]],
+                ignore_areas=[r[2] for r in rows if r[3]],
+            )
+        orphans = sum(len(rows) for rows in per_image.values())
+        if orphans:
+            raise DatasetError(f"{ann_file}: {orphans} annotations refer to image ids that are "
+                               f"not in 'images' (e.g. {sorted(per_image)[:3]})")
+        self._finish()
+
+    @staticmethod
+    def _group_annotations(ann_file: str, annotations: List[Any],
+                           label_of: Dict[int, int]) -> Dict[int, List[tuple]]:
+        """image id -> [(xyxy, label, area, iscrowd)]."""
+        per_image: Dict[int, List[tuple]] = {}
+        for i, ann in enumerate(annotations):
+            _require_keys(ann_file, ann, ("image_id", "category_id", "bbox"), f"annotations[{i}]")
+            where = f"annotations[{i}] (id {ann.get('id', '?')})"
+            cid = int(ann["category_id"])
+            if cid not in label_of:
+                raise DatasetError(f"{ann_file}: {where} has category_id {cid}, which is not in "
+                                   "'categories'")
+            bbox = ann["bbox"]
+            if not isinstance(bbox, list) or len(bbox) != 4:
+                raise DatasetError(f"{ann_file}: {where} bbox must be [x, y, w, h], got {bbox!r}")
+            try:
+                x, y, w, h = (float(v) for v in bbox)
+            except (TypeError, ValueError):
+                raise DatasetError(f"{ann_file}: {where} bbox is not numeric: {bbox!r}") from None
+            area = float(ann["area"]) if ann.get("area") is not None else w * h
+            per_image.setdefault(int(ann["image_id"]), []).append(
+                ([x, y, x + w, y + h], label_of[cid], area, bool(ann.get("iscrowd", 0))))
+        return per_image
+
+    @classmethod
+    def from_config(cls, cfg: DatasetConfig, class_names: Sequence[str]) -> "CocoSource":
+        if not cfg.ann_file:
+            raise DatasetError(f"dataset '{cfg.name or cfg.root}': format coco needs ann_file")
+        return cls(cfg.root, cfg.ann_file, list(class_names) or None,
+                   keep_background=cfg.keep_background, name=cfg.name)
+
+
+def _listdir_or_empty(folder: str) -> set:
+    """File names in `folder` (one listing instead of a stat per image); empty if missing."""
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return set()

@@ -1,0 +1,181 @@
+"""Evaluate a trained checkpoint (or an exported ONNX model) on a config's val / test split.
+
+Written against docs/contracts.md: `build_model(cfg.model)`, `load_detector_weights(model, path,
+prefer_ema=True)`, `build_dataset(cfg.data, split)` / `build_dataloader(...)`, batches
+`dict(images, targets, metas)` and `model.predict(raw, metas, input_hw)`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+from nanodet_ghost.evaluation.coco import CocoEvalResult, CocoEvaluator, predictions_to_coco_results
+from nanodet_ghost.evaluation.jsonio import (
+    EvaluationInputError,
+    PathLike,
+    save_coco_results,
+    save_stats,
+)
+
+logger = logging.getLogger(__name__)
+
+# (images Tensor[B, 3, H, W], metas) -> one dict(boxes, scores, labels) per image, original pixels.
+PredictFn = Callable[[Any, Sequence[Mapping[str, Any]]], List[Mapping[str, Any]]]
+
+
+def _to_numpy(pred: Mapping[str, Any]) -> Dict[str, Any]:
+    return {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in pred.items()}
+
+
+def collect_predictions(
+    predict_fn: PredictFn, batches: Iterable[Mapping[str, Any]], device: Any = "cpu"
+) -> Dict[int, Dict[str, Any]]:
+    """Run `predict_fn` over collated batches under `torch.inference_mode`.
+
+    Args:
+        predict_fn: see `PredictFn`.
+        batches: `collate` outputs, `dict(images=Tensor[B,3,H,W], targets, metas=[meta])`.
+        device: where `images` are moved.
+
+    Returns:
+        `{meta["image_id"]: dict(boxes, scores, labels)}` with numpy arrays.
+    """
+    import torch
+
+    predictions: Dict[int, Dict[str, Any]] = {}
+    with torch.inference_mode():
+        for batch in batches:
+            images = batch["images"].to(device)
+            metas = batch["metas"]
+            for meta, pred in zip(metas, predict_fn(images, metas)):
+                predictions[int(meta["image_id"])] = _to_numpy(pred)
+    return predictions
+
+
+def _torch_predict_fn(cfg: Any, ckpt_path: Path, device: Any) -> PredictFn:
+    from nanodet_ghost.model import build_model
+    from nanodet_ghost.trainer.checkpoint import load_detector_weights
+
+    model = build_model(cfg.model)
+    load_detector_weights(model, str(ckpt_path), prefer_ema=True)
+    model.to(device).eval()
+
+    def predict(images: Any, metas: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+        raw = model(images)
+        return model.predict(raw, metas, tuple(images.shape[-2:]))
+
+    return predict
+
+
+def _onnx_predict_fn(cfg: Any, onnx_path: Path) -> PredictFn:
+    """Hook for ONNX evaluation (finished by the owner of `nanodet_ghost.inference`).
+
+    Expects `OnnxPredictor.from_config(onnx_path: str, model_cfg) -> OnnxPredictor` and
+    `OnnxPredictor.predict_batch(images: np.float32 [B, 3, H, W] (already preprocessed, as in a
+    batch), metas) -> [dict(boxes [K,4] xyxy original pixels, scores [K], labels [K])]`, with the
+    same decode + NMS as `model.predict`.
+    """
+    try:
+        from nanodet_ghost.inference.onnx_predictor import OnnxPredictor
+    except ImportError as exc:
+        raise EvaluationInputError(
+            f"cannot evaluate {onnx_path}: ONNX evaluation needs "
+            f"nanodet_ghost.inference.onnx_predictor.OnnxPredictor ({exc})"
+        ) from None
+    if not (hasattr(OnnxPredictor, "from_config") and hasattr(OnnxPredictor, "predict_batch")):
+        raise EvaluationInputError(
+            f"cannot evaluate {onnx_path}: OnnxPredictor lacks from_config(path, model_cfg) / "
+            "predict_batch(images, metas)"
+        )
+    predictor = OnnxPredictor.from_config(str(onnx_path), cfg.model)
+
+    def predict(images: Any, metas: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+        return predictor.predict_batch(images.cpu().numpy(), metas)
+
+    return predict
+
+
+def _build_loader(cfg: Any, dataset: Any) -> Iterable[Mapping[str, Any]]:
+    from nanodet_ghost.data.loader import build_dataloader
+
+    return build_dataloader(
+        dataset,
+        batch_size=cfg.data.val_batch_size,
+        shuffle=False,
+        num_workers=cfg.data.num_workers,
+        pin_memory=bool(cfg.data.get("pin_memory", False)),
+    )
+
+
+def _source_of(dataset: Any) -> Any:
+    source = getattr(dataset, "source", dataset)
+    for attr in ("to_coco", "category_ids", "class_names"):
+        if not hasattr(source, attr):
+            raise EvaluationInputError(
+                f"dataset {type(dataset).__name__} exposes no source with '{attr}' "
+                "(expected dataset.source.to_coco() / category_ids / class_names)"
+            )
+    return source
+
+
+def evaluate_checkpoint(
+    cfg: Any,
+    ckpt_path: PathLike,
+    split: str = "val",
+    *,
+    out: Optional[PathLike] = None,
+    stats_out: Optional[PathLike] = None,
+    device: Optional[str] = None,
+    batches: Optional[Iterable[Mapping[str, Any]]] = None,
+    strict: bool = True,
+) -> CocoEvalResult:
+    """Predict a split with a checkpoint (`.ckpt`, EMA weights preferred) or an `.onnx` model,
+    and score it with COCO bbox metrics.
+
+    Args:
+        cfg: the loaded config (`nanodet_ghost.config.load_config`).
+        ckpt_path: Lightning checkpoint, or an exported `.onnx` file.
+        split: "val" or "test" (the `data.<split>` section of the config).
+        out: where to write the COCO results json (optional).
+        stats_out: where to write `{"stats": [...], "per_class_ap": {...}}` (optional).
+        device: torch device; default "cuda" when available, else "cpu".
+        batches: collated batches to use instead of `build_dataloader` (tests).
+        strict: see `CocoEvaluator`.
+
+    Raises:
+        EvaluationInputError: missing checkpoint, missing split, or bad predictions.
+    """
+    import torch
+
+    ckpt = Path(ckpt_path)
+    if not ckpt.is_file():
+        raise EvaluationInputError(f"checkpoint not found: {ckpt}")
+    if split not in ("val", "test"):
+        raise EvaluationInputError(f"split must be 'val' or 'test', got {split!r}")
+    if cfg.data.get(split) is None:
+        raise EvaluationInputError(f"the config has no data.{split} section")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    from nanodet_ghost.data.loader import build_dataset
+
+    dataset = build_dataset(cfg.data, split)
+    source = _source_of(dataset)
+    if ckpt.suffix.lower() == ".onnx":
+        predict_fn = _onnx_predict_fn(cfg, ckpt)
+    else:
+        predict_fn = _torch_predict_fn(cfg, ckpt, device)
+    logger.info("evaluating %s on the %s split (%d images, device %s)",
+                ckpt, split, len(dataset), device)
+    predictions = collect_predictions(
+        predict_fn, batches if batches is not None else _build_loader(cfg, dataset), device
+    )
+    results = predictions_to_coco_results(predictions, source.category_ids)
+    if out is not None:
+        logger.info("COCO results written to %s", save_coco_results(results, out))
+    evaluator = CocoEvaluator(source.to_coco(), source.category_ids, source.class_names,
+                              strict=strict)
+    result = evaluator.evaluate_results(results, source=f"predictions of {ckpt}")
+    if stats_out is not None:
+        logger.info("stats written to %s", save_stats(result.stats, result.per_class_ap, stats_out))
+    return result

@@ -1,0 +1,168 @@
+"""ONNX export of the detector: a thin wrapper around the same `Detector.forward`.
+
+The exported graph has one input `images: float32 [B, 3, H, W]` (normalised BGR, as produced by
+`preprocess_image`) and one output `output: float32 [B, N, C + 4 * (reg_max + 1)]`: the class
+scores after sigmoid, then the l, t, r, b distribution logits (NanoDet-Plus layout). Everything a
+runtime needs to pre- and post-process (class names, input size, strides, reg_max, mean/std, ...)
+is written into the model's `metadata_props`, so `OnnxPredictor` runs with no config.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from nanodet_ghost.model.fuse import fuse_model
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = "1"
+SCORE_LAYOUT = "sigmoid_scores[C]+distribution_logits[4*(reg_max+1)] (l,t,r,b)"
+INPUT_NAME = "images"
+OUTPUT_NAME = "output"
+DEFAULT_OPSET = 13
+
+
+class ExportWrapper(nn.Module):
+    """`images [B, 3, H, W]` → `[B, N, C + 4(R+1)]`: `detector(images)` with sigmoid on the first C
+    channels. The detector's own forward is called; nothing in the model knows about export."""
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+        self.num_classes = int(detector.num_classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        raw = self.detector(images)
+        return torch.cat((raw[..., : self.num_classes].sigmoid(), raw[..., self.num_classes:]), dim=-1)
+
+
+def build_metadata(cfg: Any, input_size: Sequence[int]) -> Dict[str, str]:
+    """The `metadata_props` of an exported model (all values are strings; lists are json).
+
+    Keys: format_version, class_names, num_classes, input_size ([W, H]), strides, reg_max, mean,
+    std (BGR), keep_ratio, center_offset, score_layout, color_order, and the postprocess defaults
+    score_thr, nms_iou, nms_pre, max_detections.
+    """
+    head, post, data = cfg.model.head, cfg.model.postprocess, cfg.data
+    names = list(data.class_names) or [f"class_{i}" for i in range(int(head.num_classes))]
+    return {
+        "format_version": FORMAT_VERSION,
+        "producer": "nanodet_ghost",
+        "class_names": json.dumps([str(n) for n in names]),
+        "num_classes": str(int(head.num_classes)),
+        "input_size": json.dumps([int(input_size[0]), int(input_size[1])]),
+        "strides": json.dumps([int(s) for s in head.strides]),
+        "reg_max": str(int(head.reg_max)),
+        "mean": json.dumps([float(v) for v in data.mean]),
+        "std": json.dumps([float(v) for v in data.std]),
+        "keep_ratio": json.dumps(bool(data.keep_ratio)),
+        "color_order": "BGR",
+        "center_offset": "0.5",
+        "score_layout": SCORE_LAYOUT,
+        "score_thr": str(float(post.score_thr)),
+        "nms_iou": str(float(post.nms_iou)),
+        "nms_pre": str(int(post.nms_pre)),
+        "max_detections": str(int(post.max_detections)),
+    }
+
+
+def _simplify(path: str) -> bool:
+    try:
+        import onnx
+        import onnxsim  # optional
+    except ImportError:
+        logger.info("onnxsim not installed: the graph is not simplified")
+        return False
+    model, ok = onnxsim.simplify(onnx.load(path))
+    if not ok:
+        logger.warning("onnxsim could not validate the simplified graph; keeping the original")
+        return False
+    onnx.save(model, path)
+    logger.info("simplified with onnxsim")
+    return True
+
+
+def write_metadata(path: Union[str, os.PathLike], metadata: Mapping[str, str]) -> None:
+    """Replace the `metadata_props` of the ONNX file at `path` by `metadata`, check, save."""
+    import onnx
+
+    model = onnx.load(os.fspath(path))
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
+    onnx.checker.check_model(model)
+    onnx.save(model, os.fspath(path))
+
+
+def export_onnx(
+    model: nn.Module,
+    cfg: Any,
+    out_path: Union[str, os.PathLike],
+    input_size: Optional[Sequence[int]] = None,
+    dynamic_batch: bool = False,
+    opset: int = DEFAULT_OPSET,
+    fuse: bool = True,
+    simplify: bool = True,
+) -> str:
+    """Export `model` (a `Detector` with its weights loaded) to ONNX with metadata.
+
+    Args:
+        model: the detector; it is copied (and fused when `fuse`), never modified.
+        cfg: the loaded config (class names, preprocessing and head settings for the metadata).
+        out_path: the .onnx file to write.
+        input_size: (W, H); default `cfg.data.input_size`.
+        dynamic_batch: make the batch dimension symbolic (`batch`); else it is 1.
+        opset: ONNX opset (>= 13).
+        fuse: fold BatchNorm into the convolutions first.
+        simplify: run onnxsim when it is installed.
+    Returns:
+        The path written.
+    """
+    import onnx
+
+    if opset < 13:
+        raise ValueError(f"opset must be >= 13, got {opset}")
+    width, height = [int(v) for v in (input_size or cfg.data.input_size)]
+    if width % 32 or height % 32:
+        logger.warning("input size %dx%d is not a multiple of 32 (the largest stride)", width, height)
+    detector = fuse_model(model) if fuse else model
+    wrapper = ExportWrapper(detector).eval()
+    dummy = torch.zeros(1, 3, height, width)
+    out_path = os.fspath(out_path)
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # TorchScript-based exporter
+        # The TorchScript-based exporter: the dynamo one needs onnxscript, not a dependency here.
+        torch.onnx.export(wrapper, (dummy,), out_path, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True,
+                          dynamo=False)
+    onnx.checker.check_model(onnx.load(out_path))
+    if simplify:
+        _simplify(out_path)
+    write_metadata(out_path, build_metadata(cfg, (width, height)))
+    logger.info("exported %s (input 1x3x%dx%d%s, opset %d%s)", out_path, height, width,
+                ", dynamic batch" if dynamic_batch else "", opset, ", BN fused" if fuse else "")
+    return out_path
+
+
+def export_checkpoint(config: Any, ckpt: Union[str, os.PathLike], out_path: Union[str, os.PathLike],
+                      overrides: Sequence[str] = (), **kwargs: Any) -> str:
+    """Load `config` (path or DictConfig), build the model, load the checkpoint (EMA weights
+    preferred) and `export_onnx` it. `kwargs` go to `export_onnx`."""
+    from nanodet_ghost.config import load_config
+    from nanodet_ghost.model import build_model
+    from nanodet_ghost.trainer.checkpoint import load_detector_weights
+
+    cfg = load_config(config, overrides) if isinstance(config, (str, os.PathLike)) else config
+    model = build_model(cfg.model)
+    source = load_detector_weights(model, ckpt, prefer_ema=True)
+    logger.info("exporting the %s weights of %s", source, ckpt)
+    return export_onnx(model, cfg, out_path, **kwargs)

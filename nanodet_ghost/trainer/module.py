@@ -1,0 +1,136 @@
+"""A thin LightningModule: the detector, its EMA, the optimizer plan and COCO validation.
+
+All detection logic lives in `nanodet_ghost.model`; this class only schedules it.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+
+from nanodet_ghost.evaluation import CocoEvalResult, CocoEvaluator, gather_predictions
+from nanodet_ghost.model import build_model
+from nanodet_ghost.trainer.ema import ModelEMA
+from nanodet_ghost.trainer.optim import build_optimizer, build_scheduler
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive non-finite losses: the run is diverging."""
+
+
+class DetectorModule(pl.LightningModule):
+    """Train and validate a `Detector`.
+
+    Args:
+        model: the `model:` config section as a plain dict (see `build_model`).
+        optimizer: `OptimizerConfig` fields as a dict.
+        scheduler: `SchedulerConfig` fields as a dict.
+        ema_decay: EMA decay, or None to validate the live weights.
+        ema_warmup: steps over which the EMA decay ramps up.
+        nonfinite_patience: consecutive non-finite losses before aborting.
+        class_names: names of the contiguous labels (for logs).
+    """
+
+    def __init__(
+        self,
+        model: Dict[str, Any],
+        optimizer: Dict[str, Any],
+        scheduler: Dict[str, Any],
+        ema_decay: Optional[float] = 0.9998,
+        ema_warmup: int = 2000,
+        nonfinite_patience: int = 10,
+        class_names: Optional[List[str]] = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(model)
+        self.ema = ModelEMA(self.model, ema_decay, ema_warmup) if ema_decay else None
+        self.evaluator: Optional[CocoEvaluator] = None
+        self._val_predictions: Dict[int, Dict[str, np.ndarray]] = {}
+        self._nonfinite_streak = 0
+        self.last_eval: Optional[CocoEvalResult] = None
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "build_evaluator"):
+            self.evaluator = datamodule.build_evaluator()
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are validated and exported: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.eval_model(images)
+
+    # ----------------------------------------------------------------------------- training
+    def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Optional[torch.Tensor]:
+        images = batch["images"]
+        raw = self.model(images)
+        losses = self.model.loss(raw, batch["targets"], tuple(images.shape[-2:]))
+        if not torch.isfinite(losses["loss"]):
+            return self._skip_nonfinite(losses, raw)
+        self._nonfinite_streak = 0
+        self.log("train/loss", losses["loss"].detach(), prog_bar=True, batch_size=images.shape[0])
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items() if k != "loss"},
+                      batch_size=images.shape[0])
+        return losses["loss"]
+
+    def _skip_nonfinite(self, losses: Dict[str, torch.Tensor], raw: torch.Tensor) -> Optional[torch.Tensor]:
+        self._nonfinite_streak += 1
+        terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        logger.warning("non-finite loss at step %d (%s): step skipped (%d in a row, limit %d)",
+                       self.global_step, terms, self._nonfinite_streak, self.hparams.nonfinite_patience)
+        if self._nonfinite_streak >= self.hparams.nonfinite_patience:
+            raise NonFiniteLossError(
+                f"{self._nonfinite_streak} consecutive non-finite losses (last: {terms}); the run diverged. "
+                "Lower train.optimizer.lr, raise train.scheduler.warmup_steps, keep train.grad_clip set, or "
+                "check the data for broken boxes (tools/browse_dataset.py)."
+            )
+        if dist.is_available() and dist.is_initialized():
+            # Every DDP rank must join the gradient all-reduce: contribute zero gradients instead.
+            return raw.sum() * 0.0
+        return None  # Lightning skips backward and the optimizer step
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def configure_optimizers(self) -> Dict[str, Any]:
+        optimizer = build_optimizer(self.model, **self.hparams.optimizer)
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        scheduler = build_scheduler(optimizer, total_steps, max(total_steps // epochs, 1), **self.hparams.scheduler)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --------------------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_predictions = {}
+
+    def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        images = batch["images"]
+        input_hw = tuple(images.shape[-2:])
+        model = self.eval_model
+        raw = model(images)
+        losses = model.loss(raw, batch["targets"], input_hw)
+        self.log("val/loss", losses["loss"], sync_dist=True, batch_size=images.shape[0])
+        for meta, pred in zip(batch["metas"], model.predict(raw, batch["metas"], input_hw)):
+            self._val_predictions[int(meta["image_id"])] = {k: v.cpu().numpy() for k, v in pred.items()}
+
+    def on_validation_epoch_end(self) -> None:
+        predictions = gather_predictions(self._val_predictions)
+        self._val_predictions = {}
+        if self.trainer.sanity_checking or self.evaluator is None:
+            return
+        result = self.evaluator.evaluate(predictions)
+        logger.info("epoch %d: evaluated %d images (%d detections)\n%s\n%s", self.current_epoch,
+                    len(predictions), result.num_detections, result.summary, result.table)
+        self.log_dict({k: float(v) for k, v in result.metrics("val/").items()}, rank_zero_only=False)
+        self.log("val/num_images", float(len(predictions)), rank_zero_only=False)
+        self.last_eval = result
