@@ -11,10 +11,19 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
+import omegaconf
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nanodet_ghost.data.config import DataConfig
+from nanodet_ghost.paths import shared_data_root
+
+# `${shared_data:}` in a YAML file is the real-data folder ($NANODET_GHOST_DATA, else ../shared/data
+# beside the repository), wherever the command is run from.
+# OmegaConf 2.4 renamed register_new_resolver to register_resolver (which meant something else before).
+_OMEGACONF_2_4 = tuple(int(p) for p in omegaconf.__version__.split(".")[:2]) >= (2, 4)
+_register_resolver = OmegaConf.register_resolver if _OMEGACONF_2_4 else OmegaConf.register_new_resolver
+_register_resolver("shared_data", lambda: str(shared_data_root()), replace=True)
 
 
 class ConfigError(ValueError):

@@ -19,18 +19,19 @@ class DatasetConfig:
 
 @dataclass
 class AugmentConfig:
-    """Training-time augmentation, NanoDet's defaults."""
+    """Training-time augmentation, NanoDet's defaults: the arguments of `TrainPipeline`."""
 
-    scale: List[float] = field(default_factory=lambda: [0.6, 1.4])
+    scale: List[float] = field(default_factory=lambda: [0.6, 1.4])  # random zoom range
+    # per-axis extra zoom ranges [[x_lo, x_hi], [y_lo, y_hi]]
     stretch: List[List[float]] = field(default_factory=lambda: [[1.0, 1.0], [1.0, 1.0]])
-    rotation: float = 0.0
-    shear: float = 0.0
-    perspective: float = 0.0
-    translate: float = 0.2
-    flip: float = 0.5
-    brightness: float = 0.2
-    contrast: List[float] = field(default_factory=lambda: [0.6, 1.4])
-    saturation: List[float] = field(default_factory=lambda: [0.5, 1.2])
+    rotation: float = 0.0  # +- degrees
+    shear: float = 0.0  # +- degrees
+    perspective: float = 0.0  # +- projective coefficient, e.g. 0.0005
+    translate: float = 0.2  # +- fraction of the image size
+    flip: float = 0.5  # horizontal flip probability
+    brightness: float = 0.2  # +- fraction of 255 (applied with probability 0.5)
+    contrast: List[float] = field(default_factory=lambda: [0.6, 1.4])  # gain range (p 0.5)
+    saturation: List[float] = field(default_factory=lambda: [0.5, 1.2])  # grey blend (p 0.5)
     multi_scale: Optional[List[float]] = None  # e.g. [0.75, 1.25]: input size ratio range
     mosaic: float = 0.0  # probability of a 4-image mosaic
     min_box_size: float = 2.0  # boxes narrower or shorter than this (pixels) are dropped

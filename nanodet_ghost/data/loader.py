@@ -1,4 +1,4 @@
-"""`DetectionDataset` (source + pipeline), `build_dataset` from the config and the DataLoader factory.
+"""`DetectionDataset` (source + pipeline), `build_dataset` (from the config), `build_dataloader`.
 
 Randomness: each dataset copy draws augmentations from its own `np.random.Generator`. In a
 DataLoader worker it is reseeded from torch's per-worker seed (`worker_init_fn`), which torch
@@ -11,7 +11,6 @@ import logging
 import random
 from typing import Any, Dict, List, Optional, Sequence, Set
 
-import cv2
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -110,13 +109,14 @@ def build_pipeline(data_cfg: Any, train: bool) -> Pipeline:
     return ValPipeline(**common)
 
 
-def build_source_for(dataset_cfg: Any, class_names: Sequence[str]) -> DetectionSource:
-    """The source of one `data.<split>` node; format `synthetic` is handled here, the others by
-    `nanodet_ghost.data.sources.build_source`."""
+def build_source_for(dataset_cfg: Any, class_names: Sequence[str],
+                     split: str = "train") -> DetectionSource:
+    """The source of the `data.<split>` node; format `synthetic` is handled here (its own split
+    defaults to `split`), the others by `nanodet_ghost.data.sources.build_source`."""
     if dataset_cfg.format == "synthetic":
         from nanodet_ghost.data.synthetic import SyntheticSource
 
-        return SyntheticSource.from_config(dataset_cfg, class_names)
+        return SyntheticSource.from_config(dataset_cfg, class_names, default_split=split)
     from nanodet_ghost.data.sources import build_source
 
     return build_source(dataset_cfg, class_names)
@@ -133,7 +133,7 @@ def build_dataset(data_cfg: Any, split: str, seed: Optional[int] = None) -> Dete
     dataset_cfg = getattr(data_cfg, split, None)
     if dataset_cfg is None:
         raise ValueError(f"the config has no data.{split} section")
-    source = build_source_for(dataset_cfg, list(data_cfg.class_names))
+    source = build_source_for(dataset_cfg, list(data_cfg.class_names), split)
     train = split == "train"
     return DetectionDataset(source, build_pipeline(data_cfg, train),
                             substitute_bad_images=train, seed=seed)
@@ -145,8 +145,8 @@ def worker_init_fn(worker_id: int) -> None:
     seed = info.seed if info is not None else torch.initial_seed()
     np.random.seed(seed % 2**32)
     random.seed(seed)
-    # Workers already run in parallel; OpenCV's own threads would only oversubscribe the cores.
-    cv2.setNumThreads(1)
+    # No cv2.setNumThreads() here: in a forked worker it can deadlock on the thread pool that was
+    # copied from the parent (seen with OpenCV 5, pthreads backend).
     dataset = info.dataset if info is not None else None
     if hasattr(dataset, "reseed"):
         dataset.reseed(seed)

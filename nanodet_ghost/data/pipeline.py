@@ -21,14 +21,16 @@ from nanodet_ghost.data.transforms import (
     random_color_affine,
     random_shape_matrix,
     resize_matrix,
-    translation_matrix,
     scale_matrix,
+    translation_matrix,
     warp_boxes,
     warp_image,
 )
 
 Record = Tuple[np.ndarray, Dict[str, Any]]  # (img uint8 [h, w, 3] BGR, annotation dict)
 Sample = Dict[str, Any]
+# (img, annotation, placement 3x3 image -> canvas, visible crop (x0, y0, x1, y1) in image pixels)
+Tile = Tuple[np.ndarray, Dict[str, Any], np.ndarray, Tuple[int, int, int, int]]
 
 NANODET_MEAN_BGR = (103.53, 116.28, 123.675)
 NANODET_STD_BGR = (57.375, 57.12, 58.395)
@@ -223,8 +225,7 @@ def _crop_boxes(boxes: np.ndarray, rect: Tuple[int, int, int, int],
 
 
 def _mosaic_layout(records: Sequence[Record], canvas: Tuple[int, int], tile_w: int, tile_h: int,
-                   rng: np.random.Generator
-                   ) -> List[Tuple[np.ndarray, Dict[str, Any], np.ndarray, Tuple[int, int, int, int]]]:
+                   rng: np.random.Generator) -> List[Tile]:
     """YOLOX-style 2x2 mosaic on a `canvas` (2W, 2H) around a random centre.
 
     Each image is scaled to fit (W, H) and put in its quadrant, touching the centre. Returns per

@@ -292,8 +292,10 @@ class SyntheticSource(CocoSource):
                          name=name or f"synthetic_{split}")
 
     @classmethod
-    def from_config(cls, cfg: Any, class_names: Sequence[str]) -> "SyntheticSource":
-        """`cfg.root`: cache folder ('' = default), `cfg.split`: train / val / test."""
-        return cls(split=cfg.split or "train", root=cfg.root or None,
+    def from_config(cls, cfg: Any, class_names: Sequence[str],
+                    default_split: str = "train") -> "SyntheticSource":
+        """`cfg.root`: cache folder ('' = default); `cfg.split`: train / val / test, default
+        `default_split` (the config section it came from)."""
+        return cls(split=cfg.split or default_split, root=cfg.root or None,
                    class_names=list(class_names) or None, keep_background=cfg.keep_background,
                    name=getattr(cfg, "name", None))

@@ -69,26 +69,28 @@ def _torch_predict_fn(cfg: Any, ckpt_path: Path, device: Any) -> PredictFn:
 
 
 def _onnx_predict_fn(cfg: Any, onnx_path: Path) -> PredictFn:
-    """Hook for ONNX evaluation (finished by the owner of `nanodet_ghost.inference`).
+    """ONNX Runtime predictions with the same decode + NMS as `model.predict` (numpy twin).
 
-    Expects `OnnxPredictor.from_config(onnx_path: str, model_cfg) -> OnnxPredictor` and
-    `OnnxPredictor.predict_batch(images: np.float32 [B, 3, H, W] (already preprocessed, as in a
-    batch), metas) -> [dict(boxes [K,4] xyxy original pixels, scores [K], labels [K])]`, with the
-    same decode + NMS as `model.predict`.
+    `OnnxPredictor.from_config(onnx_path, cfg.model)` takes its postprocess settings from the
+    config (as the PyTorch path does); `predict_batch(images: np.float32 [B, 3, H, W] (already
+    preprocessed, a collated batch), metas)` returns per image dict(boxes [K,4] xyxy original
+    pixels, scores [K], labels [K]). The model's input size must be the config's.
     """
     try:
         from nanodet_ghost.inference.onnx_predictor import OnnxPredictor
     except ImportError as exc:
         raise EvaluationInputError(
-            f"cannot evaluate {onnx_path}: ONNX evaluation needs "
-            f"nanodet_ghost.inference.onnx_predictor.OnnxPredictor ({exc})"
+            f"cannot evaluate {onnx_path}: ONNX evaluation needs onnxruntime and "
+            f"nanodet_ghost.inference.onnx_predictor ({exc})"
         ) from None
-    if not (hasattr(OnnxPredictor, "from_config") and hasattr(OnnxPredictor, "predict_batch")):
-        raise EvaluationInputError(
-            f"cannot evaluate {onnx_path}: OnnxPredictor lacks from_config(path, model_cfg) / "
-            "predict_batch(images, metas)"
-        )
     predictor = OnnxPredictor.from_config(str(onnx_path), cfg.model)
+    config_size = tuple(int(v) for v in (cfg.data.get("input_size") or ()))
+    model_size = getattr(predictor, "input_size", None)
+    if model_size is not None and config_size and tuple(model_size) != config_size:
+        raise EvaluationInputError(
+            f"{onnx_path} was exported for input size {list(model_size)} (W, H) but the config "
+            f"evaluates at data.input_size={list(config_size)}; re-export or override data.input_size"
+        )
 
     def predict(images: Any, metas: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
         return predictor.predict_batch(images.cpu().numpy(), metas)

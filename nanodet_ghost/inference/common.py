@@ -56,10 +56,11 @@ def make_detections(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
 
 
 def as_image_list(images: Union[ImageInput, Sequence[ImageInput]]) -> Tuple[List[ImageInput], bool]:
-    """(list of inputs, whether a single input was given). A 3-D array or a path is one image."""
-    if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3):
+    """(list of inputs, whether a single input was given). A path or a 2-D / 3-D array is one
+    image; a 4-D array [B, H, W, 3] is B images."""
+    if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):
         return [images], True
-    if isinstance(images, np.ndarray):
+    if isinstance(images, np.ndarray) and images.ndim != 4:
         raise ValueError(f"expected an image [H, W, 3] or a list of images, got an array of shape {images.shape}")
     return list(images), False
 

@@ -23,7 +23,7 @@ from nanodet_ghost.inference.common import (
     make_detections,
     preprocess_batch,
 )
-from nanodet_ghost.inference.postprocess_np import PostprocessParams, decode_np, postprocess_image_np
+from nanodet_ghost.inference.postprocess_np import PostprocessParams, postprocess_output_np
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,12 @@ class OnnxPredictor:
             options.intra_op_num_threads = int(num_threads)
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(self.path, sess_options=options,
-                                            providers=list(providers or ["CPUExecutionProvider"]))
+        try:
+            self.session = ort.InferenceSession(self.path, sess_options=options,
+                                                providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OnnxModelError(f"{self.path}: ONNX Runtime cannot load it ({first})") from None
         self.metadata = read_metadata(self.session, self.path)
         meta = self.metadata
         self.class_names: List[str] = [str(n) for n in meta["class_names"]]
@@ -126,6 +130,10 @@ class OnnxPredictor:
 
         A model exported with a fixed batch of 1 is run once per image."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        static_hw = self.session.get_inputs()[0].shape[2:]
+        if batch.ndim != 4 or any(isinstance(d, int) and d != b for d, b in zip(static_hw, batch.shape[2:])):
+            raise OnnxModelError(f"{self.path}: expects input [B, 3, {static_hw[0]}, {static_hw[1]}], got "
+                                 f"{list(batch.shape)} (export again with --input-size W H)")
         if self.fixed_batch is not None and batch.shape[0] != self.fixed_batch:
             return np.concatenate([self.forward(batch[i:i + 1]) for i in range(batch.shape[0])])
         return self.session.run([self.output_name], {self.input_name: batch})[0]
@@ -134,9 +142,9 @@ class OnnxPredictor:
                     input_hw: Tuple[int, int], score_thr: Optional[float] = None
                     ) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per image (boxes [K, 4] original px, scores [K], labels [K]); see `postprocess_np`."""
-        scores, boxes = decode_np(output, self.num_classes, self.reg_max, self.strides, input_hw,
-                                  self.center_offset)
-        return [postprocess_image_np(s, b, m, self.params, score_thr) for s, b, m in zip(scores, boxes, metas)]
+        hw = (int(input_hw[0]), int(input_hw[1]))
+        return [postprocess_output_np(out, self.num_classes, self.reg_max, self.strides, hw, meta, self.params,
+                                      score_thr, self.center_offset) for out, meta in zip(output, metas)]
 
     def predict_batch(self, images: np.ndarray, metas: Sequence[Mapping[str, Any]],
                       score_thr: Optional[float] = None) -> List[Dict[str, np.ndarray]]:

@@ -10,9 +10,10 @@ Only numpy here: `OnnxPredictor` imports this on machines without torch.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -27,15 +28,9 @@ class PostprocessParams:
     max_detections: int = 100
 
 
-def grid_points_np(input_hw: Tuple[int, int], strides: Sequence[int],
-                   centre_offset: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
-    """Cell centres of every level in the head's output order.
-
-    Returns:
-        points: float32 [N, 2] (x, y) input pixels, `((col + offset) * s, (row + offset) * s)`.
-        point_strides: float32 [N].
-    """
-    height, width = int(input_hw[0]), int(input_hw[1])
+@functools.lru_cache(maxsize=16)
+def _grid(input_hw: Tuple[int, int], strides: Tuple[int, ...], centre_offset: float) -> Tuple[np.ndarray, np.ndarray]:
+    height, width = input_hw
     points, point_strides = [], []
     for s in strides:
         h, w = math.ceil(height / s), math.ceil(width / s)
@@ -44,7 +39,21 @@ def grid_points_np(input_hw: Tuple[int, int], strides: Sequence[int],
         xx, yy = np.meshgrid(xs, ys)  # [h, w], row-major
         points.append(np.stack((xx.reshape(-1), yy.reshape(-1)), axis=1))
         point_strides.append(np.full(h * w, float(s), np.float32))
-    return np.concatenate(points).astype(np.float32), np.concatenate(point_strides)
+    out = np.concatenate(points).astype(np.float32), np.concatenate(point_strides)
+    for array in out:
+        array.setflags(write=False)  # cached and shared
+    return out
+
+
+def grid_points_np(input_hw: Tuple[int, int], strides: Sequence[int],
+                   centre_offset: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+    """Cell centres of every level in the head's output order (cached, read-only).
+
+    Returns:
+        points: float32 [N, 2] (x, y) input pixels, `((col + offset) * s, (row + offset) * s)`.
+        point_strides: float32 [N].
+    """
+    return _grid((int(input_hw[0]), int(input_hw[1])), tuple(int(s) for s in strides), float(centre_offset))
 
 
 def softmax_integral(reg: np.ndarray, reg_max: int) -> np.ndarray:
@@ -56,63 +65,116 @@ def softmax_integral(reg: np.ndarray, reg_max: int) -> np.ndarray:
     return probs @ np.arange(reg_max + 1, dtype=np.float32)
 
 
+def distances_to_boxes(points: np.ndarray, distances: np.ndarray, input_hw: Tuple[int, int]) -> np.ndarray:
+    """points [..., 2] (x, y), distances [..., 4] (l, t, r, b) in pixels → xyxy [..., 4] clipped to
+    the input (float32)."""
+    height, width = np.float32(input_hw[0]), np.float32(input_hw[1])
+    return np.stack((
+        np.clip(points[..., 0] - distances[..., 0], 0, width),
+        np.clip(points[..., 1] - distances[..., 1], 0, height),
+        np.clip(points[..., 0] + distances[..., 2], 0, width),
+        np.clip(points[..., 1] + distances[..., 3], 0, height),
+    ), axis=-1).astype(np.float32)
+
+
+def _check_points(output: np.ndarray, points: np.ndarray, input_hw: Tuple[int, int], strides: Sequence[int]) -> None:
+    if output.shape[-2] != len(points):
+        raise ValueError(f"model output has {output.shape[-2]} points, expected {len(points)} for input "
+                         f"{tuple(input_hw)} and strides {list(strides)}")
+
+
 def decode_np(output: np.ndarray, num_classes: int, reg_max: int, strides: Sequence[int],
               input_hw: Tuple[int, int], centre_offset: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
     """Exported output `[B, N, C + 4(R+1)]` (class scores already sigmoid) → scores `[B, N, C]` and
-    boxes `[B, N, 4]` xyxy input pixels, clipped to the input."""
+    boxes `[B, N, 4]` xyxy input pixels, clipped to the input (every point is decoded)."""
     points, point_strides = grid_points_np(input_hw, strides, centre_offset)
-    if output.shape[1] != len(points):
-        raise ValueError(f"model output has {output.shape[1]} points, expected {len(points)} for input "
-                         f"{tuple(input_hw)} and strides {list(strides)}")
+    _check_points(output, points, input_hw, strides)
     scores = output[..., :num_classes].astype(np.float32)
     dist = softmax_integral(output[..., num_classes:], reg_max) * point_strides[:, None]
-    height, width = float(input_hw[0]), float(input_hw[1])
-    boxes = np.stack((
-        np.clip(points[:, 0] - dist[..., 0], 0, width),
-        np.clip(points[:, 1] - dist[..., 1], 0, height),
-        np.clip(points[:, 0] + dist[..., 2], 0, width),
-        np.clip(points[:, 1] + dist[..., 3], 0, height),
-    ), axis=-1).astype(np.float32)
-    return scores, boxes
+    return scores, distances_to_boxes(points, dist, input_hw)
 
 
-def nms_np(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+def select_candidates(scores: np.ndarray, threshold: float, nms_pre: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scores [N, C] → (point indices, labels, scores) of the entries `> threshold`, at most the
+    `nms_pre` best (as `topk`; which of equal scores survive at the cut is unspecified)."""
+    num_classes = scores.shape[1]
+    flat = np.flatnonzero(np.ascontiguousarray(scores) > threshold)  # much faster than a strided nonzero
+    point_idx, labels = np.divmod(flat, num_classes)
+    kept = scores[point_idx, labels]
+    if kept.size > nms_pre:
+        top = np.argpartition(-kept, nms_pre - 1)[:nms_pre]
+        point_idx, labels, kept = point_idx[top], labels[top], kept[top]
+    return point_idx, labels, kept
+
+
+NMS_BLOCK = 128
+
+
+def _iou(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, areas: np.ndarray,
+         rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """IoU [len(rows), len(cols)] between sorted boxes, float32, torchvision's formula."""
+    w = np.maximum(np.minimum(x2[rows, None], x2[None, cols]) - np.maximum(x1[rows, None], x1[None, cols]),
+                   np.float32(0))
+    h = np.maximum(np.minimum(y2[rows, None], y2[None, cols]) - np.maximum(y1[rows, None], y1[None, cols]),
+                   np.float32(0))
+    inter = w * h
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 for empty boxes: never suppresses
+        return inter / (areas[rows, None] + areas[None, cols] - inter)
+
+
+def nms_np(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
+           max_keep: Optional[int] = None) -> np.ndarray:
     """Greedy NMS like `torchvision.ops.nms`: boxes float [K, 4] xyxy, scores [K] → kept indices
-    (int64) in decreasing score order; a box is dropped when its IoU with a kept one is > threshold.
-    Arithmetic in float32, as torchvision does for float32 boxes."""
-    boxes = boxes.astype(np.float32, copy=False)
+    (int64) in decreasing score order (stable for equal scores); a box is dropped when its IoU
+    with a kept one is > threshold (float32 arithmetic, as torchvision for float32 boxes).
+    `max_keep` stops after that many boxes are kept (the result is then a prefix of the full one).
+
+    Blocked for speed: the greedy pass runs over the IoU matrix of the next `NMS_BLOCK` boxes,
+    then the boxes kept in the block suppress all later ones at once."""
     order = np.argsort(-scores, kind="stable")
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    b = boxes.astype(np.float32, copy=False)[order]
+    x1, y1, x2, y2 = (np.ascontiguousarray(b[:, k]) for k in range(4))
     areas = (x2 - x1) * (y2 - y1)
-    suppressed = np.zeros(len(boxes), bool)
-    keep = []
-    for pos, i in enumerate(order):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        rest = order[pos + 1:]
-        rest = rest[~suppressed[rest]]
-        if rest.size == 0:
-            continue
-        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), np.float32(0))
-        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), np.float32(0))
-        inter = w * h
-        iou = inter / (areas[i] + areas[rest] - inter)
-        suppressed[rest[iou > iou_threshold]] = True
-    return np.asarray(keep, np.int64)
+    limit = len(b) if max_keep is None else max_keep
+    keep: List[int] = []
+    remaining = np.arange(len(b))
+    while remaining.size and len(keep) < limit:
+        block, rest = remaining[:NMS_BLOCK], remaining[NMS_BLOCK:]
+        over = _iou(x1, y1, x2, y2, areas, block, block) > iou_threshold
+        suppressed = np.zeros(len(block), bool)
+        kept_rows = []
+        for r in range(len(block)):
+            if suppressed[r]:
+                continue
+            kept_rows.append(r)
+            if len(keep) + len(kept_rows) >= limit:
+                break
+            suppressed |= over[r]
+        kept = block[kept_rows]
+        keep.extend(kept.tolist())
+        if rest.size and len(keep) < limit:
+            rest = rest[~(_iou(x1, y1, x2, y2, areas, kept, rest) > iou_threshold).any(axis=0)]
+        remaining = rest
+    return order[np.asarray(keep, np.int64)]
 
 
 def batched_nms_np(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
-                   iou_threshold: float) -> np.ndarray:
-    """Class-wise NMS (`torchvision.ops.batched_nms`): kept indices sorted by decreasing score."""
+                   iou_threshold: float, max_keep: Optional[int] = None) -> np.ndarray:
+    """Class-wise NMS (`torchvision.ops.batched_nms`): kept indices sorted by decreasing score,
+    at most `max_keep` of them. Up to 1000 boxes, torchvision's coordinate trick (boxes of each
+    class shifted apart, one NMS) is reproduced in float32; above, one NMS per class, as there."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
+    boxes = boxes.astype(np.float32, copy=False)
+    if boxes.size <= 4000:
+        offsets = labels.astype(np.float32) * (boxes.max() + np.float32(1))
+        return nms_np(boxes + offsets[:, None], scores, iou_threshold, max_keep)
     keep_mask = np.zeros(len(boxes), bool)
     for label in np.unique(labels):
         idx = np.nonzero(labels == label)[0]
         keep_mask[idx[nms_np(boxes[idx], scores[idx], iou_threshold)]] = True
     kept = np.nonzero(keep_mask)[0]
-    return kept[np.argsort(-scores[kept], kind="stable")]
+    return kept[np.argsort(-scores[kept], kind="stable")][:max_keep]
 
 
 def map_boxes_to_original_np(boxes: np.ndarray, warp_matrix: Any, orig_hw: Tuple[int, int]) -> np.ndarray:
@@ -133,23 +195,38 @@ def map_boxes_to_original_np(boxes: np.ndarray, warp_matrix: Any, orig_hw: Tuple
     return out.astype(np.float32)
 
 
+def _finish(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, meta: Optional[Mapping[str, Any]],
+            params: PostprocessParams) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    keep = batched_nms_np(boxes, scores, labels, params.nms_iou, params.max_detections)
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    if meta is not None and "warp_matrix" in meta and "orig_hw" in meta:
+        orig_hw = (int(meta["orig_hw"][0]), int(meta["orig_hw"][1]))
+        boxes = map_boxes_to_original_np(boxes, meta["warp_matrix"], orig_hw)
+    return boxes.astype(np.float32), scores.astype(np.float32), labels.astype(np.int64)
+
+
 def postprocess_image_np(scores: np.ndarray, boxes: np.ndarray, meta: Optional[Mapping[str, Any]],
                          params: PostprocessParams, score_thr: Optional[float] = None
                          ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image: scores [N, C] (sigmoid), boxes [N, 4] input px → (boxes [K, 4] original px
-    float32, scores [K] float32, labels [K] int64), sorted by decreasing score.
+    """One image from decoded scores [N, C] (sigmoid) and boxes [N, 4] input px → (boxes [K, 4]
+    original px float32, scores [K] float32, labels [K] int64), sorted by decreasing score.
 
     Without `warp_matrix` / `orig_hw` in `meta`, boxes stay in input pixels."""
     threshold = params.score_thr if score_thr is None else score_thr
-    point_idx, labels = np.nonzero(scores > threshold)
-    kept_scores = scores[point_idx, labels]
-    if kept_scores.size > params.nms_pre:
-        top = np.argsort(-kept_scores, kind="stable")[: params.nms_pre]
-        point_idx, labels, kept_scores = point_idx[top], labels[top], kept_scores[top]
-    kept_boxes = boxes[point_idx]
-    keep = batched_nms_np(kept_boxes, kept_scores, labels, params.nms_iou)[: params.max_detections]
-    kept_boxes, kept_scores, labels = kept_boxes[keep], kept_scores[keep], labels[keep]
-    if meta is not None and "warp_matrix" in meta and "orig_hw" in meta:
-        orig_hw = (int(meta["orig_hw"][0]), int(meta["orig_hw"][1]))
-        kept_boxes = map_boxes_to_original_np(kept_boxes, meta["warp_matrix"], orig_hw)
-    return kept_boxes.astype(np.float32), kept_scores.astype(np.float32), labels.astype(np.int64)
+    point_idx, labels, kept = select_candidates(scores, threshold, params.nms_pre)
+    return _finish(boxes[point_idx], kept, labels, meta, params)
+
+
+def postprocess_output_np(output: np.ndarray, num_classes: int, reg_max: int, strides: Sequence[int],
+                          input_hw: Tuple[int, int], meta: Optional[Mapping[str, Any]], params: PostprocessParams,
+                          score_thr: Optional[float] = None, centre_offset: float = 0.5
+                          ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image straight from the exported output `[N, C + 4(R+1)]`: same result as
+    `decode_np` + `postprocess_image_np`, but only the points above the threshold are decoded."""
+    points, point_strides = grid_points_np(input_hw, strides, centre_offset)
+    _check_points(output, points, input_hw, strides)
+    threshold = params.score_thr if score_thr is None else score_thr
+    point_idx, labels, kept = select_candidates(output[:, :num_classes], threshold, params.nms_pre)
+    dist = softmax_integral(output[point_idx, num_classes:], reg_max) * point_strides[point_idx, None]
+    boxes = distances_to_boxes(points[point_idx], dist, input_hw)
+    return _finish(boxes, kept.astype(np.float32), labels, meta, params)

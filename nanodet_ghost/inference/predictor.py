@@ -33,7 +33,8 @@ class Predictor:
         mean, std: per-channel BGR normalisation.
         device: torch device.
         batch_size: images per forward when a list is given (<= 0: all at once).
-        fuse: fold BatchNorm into convs (`nanodet_ghost.model.fuse.fuse_model`) for speed.
+        fuse: run an inference copy instead (`nanodet_ghost.model.fuse.optimize_for_inference`:
+            BatchNorm folded into the convolutions, channels-last weights), for speed.
     """
 
     def __init__(
@@ -50,9 +51,9 @@ class Predictor:
     ) -> None:
         self.device = torch.device(device)
         if fuse:
-            from nanodet_ghost.model.fuse import fuse_model
+            from nanodet_ghost.model.fuse import optimize_for_inference
 
-            model = fuse_model(model)
+            model = optimize_for_inference(model)
         self.model = model.to(self.device).eval()
         self.class_names = [str(n) for n in class_names]
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -67,9 +68,10 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, config: Any, ckpt: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
-                        overrides: Sequence[str] = (), **kwargs: Any) -> "Predictor":
-        """Build the model of `config` (a YAML path or a loaded DictConfig) and load the checkpoint's
-        weights (EMA preferred). `kwargs` go to the constructor (`batch_size`, `fuse`)."""
+                        overrides: Sequence[str] = (), fuse: bool = True, **kwargs: Any) -> "Predictor":
+        """Build the model of `config` (a YAML path or a loaded DictConfig, with `overrides`) and
+        load the checkpoint's weights (EMA preferred); fused for inference unless `fuse=False`.
+        `kwargs` go to the constructor (`batch_size`)."""
         from nanodet_ghost.config import load_config
         from nanodet_ghost.model import build_model
         from nanodet_ghost.trainer.checkpoint import load_detector_weights
@@ -77,7 +79,7 @@ class Predictor:
         cfg = load_config(config, overrides) if isinstance(config, (str, os.PathLike)) else config
         model = build_model(cfg.model)
         load_detector_weights(model, ckpt, prefer_ema=True)
-        return cls.from_config(cfg, model, device=device, **kwargs)
+        return cls.from_config(cfg, model, device=device, fuse=fuse, **kwargs)
 
     @classmethod
     def from_config(cls, cfg: Any, model: nn.Module, device: Union[str, torch.device] = "cpu",

@@ -64,13 +64,18 @@ class DetectionDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return trainer is not None and trainer.world_size > 1
 
+    def _rank(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.global_rank if trainer is not None else 0
+
     def train_dataloader(self) -> DataLoader:
         cfg = self.data_cfg
         # Under DDP, Lightning swaps in a DistributedSampler (seeded, epoch-aware) itself.
         sampler = None if self._distributed() else EpochSeededSampler(self.train_set, self.seed)
         return build_dataloader(
             self.train_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle=True,
-            pin_memory=cfg.pin_memory, persistent_workers=cfg.persistent_workers, seed=self.seed,
+            pin_memory=cfg.pin_memory, persistent_workers=cfg.persistent_workers,
+            seed=self.seed + self._rank(),  # each DDP rank draws its own augmentations
             drop_last=len(self.train_set) > cfg.batch_size, sampler=sampler,
         )
 

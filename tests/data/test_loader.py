@@ -125,8 +125,8 @@ def test_build_dataset_synthetic_and_dataloader(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setitem(synthetic.SPLITS, "train", (6, 11))
     monkeypatch.setitem(synthetic.SPLITS, "val", (4, 12))
     cfg = OmegaConf.structured(DataConfig)
-    for split in ("train", "val"):
-        cfg[split].format, cfg[split].root, cfg[split].split = "synthetic", str(tmp_path), split
+    for split in ("train", "val"):  # data.<split>.split defaults to the section's name
+        cfg[split].format, cfg[split].root = "synthetic", str(tmp_path)
     train, val = build_dataset(cfg, "train"), build_dataset(cfg, "val")
     assert isinstance(train.pipeline, TrainPipeline) and isinstance(val.pipeline, ValPipeline)
     assert len(train) == 6 and len(val) == 4
@@ -148,3 +148,21 @@ def test_build_dataset_coco128_with_workers(coco128_root: Path) -> None:
     batch = next(iter(loader))
     assert batch["images"].shape == (4, 3, 320, 320)
     assert all(t["boxes"].shape[1] == 4 for t in batch["targets"])
+
+
+def test_browse_dataset_tool_writes_pngs(tmp_path: Path, monkeypatch, capsys) -> None:
+    import importlib.util
+
+    from nanodet_ghost.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("browse_dataset",
+                                                  REPO_ROOT / "tools" / "browse_dataset.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setitem(synthetic.SPLITS, "train", (5, 13))
+    config = tmp_path / "synthetic.yml"
+    config.write_text(f"data:\n  train: {{format: synthetic, root: '{tmp_path}'}}\n"
+                      "  augment: {mosaic: 0.5, rotation: 10}\n")
+    assert tool.main([str(config), "--n", "3", "--out", str(tmp_path / "out")]) == 0
+    pngs = sorted((tmp_path / "out").glob("train_*.png"))
+    assert len(pngs) == 3 and "wrote 3 train samples" in capsys.readouterr().out

@@ -1,6 +1,5 @@
 """Reliability: non-finite losses, class-count and architecture mismatches, unsafe checkpoints."""
 import os
-import pickle
 import subprocess
 import sys
 

@@ -1,0 +1,22 @@
+"""The export tests reuse the inference tests' helpers and fixtures (random calibrated model)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_INFERENCE_TESTS = str(Path(__file__).resolve().parent.parent / "inference")
+if _INFERENCE_TESTS not in sys.path:
+    sys.path.insert(0, _INFERENCE_TESTS)
+
+from inference_helpers import calibrated_model, demo_images, make_cfg, read_images  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def export_cfg():
+    return make_cfg()
+
+
+@pytest.fixture(scope="session")
+def export_model(export_cfg, demo_root):
+    return calibrated_model(export_cfg, read_images(demo_images(demo_root)))
