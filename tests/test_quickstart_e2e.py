@@ -17,7 +17,7 @@ def run(args, env, timeout=600):
 def test_quickstart_short(tmp_path):
     env = {**os.environ, "NANODET_GHOST_CACHE": str(tmp_path / "cache")}
     save_dir = tmp_path / "run"
-    proc = run([str(REPO_ROOT / "tools" / "quickstart.py"), f"train.save_dir={save_dir}", "train.max_epochs=2",
+    proc = run([str(REPO_ROOT / "tools" / "quickstart.py"), f"train.save_dir={save_dir}", "train.max_epochs=2", "train.val_interval=1",
                 "train.max_time=null", "data.input_size=[192,192]", "data.num_workers=0"], env)
     assert "COCO mAP@[.5:.95] on the synthetic val split" in proc.stdout
     best = save_dir / "checkpoints" / "best.ckpt"

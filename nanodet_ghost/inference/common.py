@@ -5,7 +5,7 @@ numpy + OpenCV only (imported by the torch-free `OnnxPredictor`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
