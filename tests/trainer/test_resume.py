@@ -24,6 +24,9 @@ class CrashAtEpoch(Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
+            bar = trainer.progress_bar_callback
+            if bar is not None and getattr(bar, "_train_progress_bar", None) is not None:
+                bar._train_progress_bar.close()  # else tqdm prints it again at interpreter exit
             raise SimulatedCrash(f"killed at the start of epoch {self.epoch}")
 
 
