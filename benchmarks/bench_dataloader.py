@@ -120,7 +120,7 @@ def main(argv: List[str] | None = None) -> int:
         loader = build_dataloader(ds, args.batch_size, workers, shuffle=True,
                                   persistent_workers=workers > 0, seed=0)
         loader_loop(loader, 1)  # warm-up: worker start-up, page cache, allocator
-        results[workers] = best_of(args.repeats, lambda: loader_loop(loader, args.epochs))
+        results[workers] = best_of(args.repeats, lambda dl=loader: loader_loop(dl, args.epochs))
         logger.info("pipeline, %d workers: %.1f images/s", workers, results[workers])
         del loader
     stages = stage_breakdown(ds, args.batch_size)

@@ -24,7 +24,6 @@ import copy
 import datetime
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ from nanodet_ghost.inference.predictor import Predictor  # noqa: E402
 from nanodet_ghost.model import build_model  # noqa: E402
 from nanodet_ghost.model.fuse import fuse_model, optimize_for_inference  # noqa: E402
 from nanodet_ghost.paths import shared_data_root  # noqa: E402
+from benchmarks.report import cpu_model_and_flags  # noqa: E402
 
 logger = logging.getLogger("nanodet_ghost.bench_inference")
 SECTION = "Inference speed"
@@ -60,16 +60,8 @@ Timing = Tuple[float, float]  # median, p90 in ms
 
 
 def cpu_info() -> str:
-    """lscpu model name and the SIMD flags that matter for conv kernels."""
-    model, flags = "unknown CPU", set()
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("Flags:"):
-                flags = set(line.split(":", 1)[1].split())
-    except (OSError, subprocess.SubprocessError):
-        pass
+    """lscpu model name and the SIMD flags that matter for conv kernels, present and absent."""
+    model, flags = cpu_model_and_flags()
     present = [f for f in FLAGS if f in flags]
     absent = [f for f in FLAGS if f not in flags]
     return f"{model}, {os.cpu_count()} logical CPUs; flags: {' '.join(present) or '-'} (absent: {' '.join(absent)})"

@@ -7,6 +7,7 @@ import platform
 import re
 import subprocess
 from pathlib import Path
+from typing import Set, Tuple
 
 import torch
 
@@ -15,8 +16,8 @@ BENCHMARKS_MD = REPO_ROOT / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nEvery figure below was measured by a script in `benchmarks/`; each section names its machine and date.\n"
 
 
-def machine_description() -> str:
-    """CPU model, core count, notable SIMD flags, torch version and thread count."""
+def cpu_model_and_flags() -> Tuple[str, Set[str]]:
+    """lscpu's model name and CPU flags (the flags are empty where lscpu is missing)."""
     model, flags = platform.processor() or "unknown CPU", set()
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
@@ -27,6 +28,12 @@ def machine_description() -> str:
                 flags = set(line.split(":", 1)[1].split())
     except (OSError, subprocess.SubprocessError):
         pass
+    return model, flags
+
+
+def machine_description() -> str:
+    """CPU model, core count, notable SIMD flags, torch version and thread count."""
+    model, flags = cpu_model_and_flags()
     notable = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16") if f in flags]
     return (f"{model}, {os.cpu_count()} cores ({', '.join(notable) or 'no AVX2'}), torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads")

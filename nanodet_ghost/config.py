@@ -125,6 +125,7 @@ class TrainConfig:
     ema_warmup: int = 2000  # steps over which the EMA decay ramps up
     grad_clip: Optional[float] = 35.0
     precision: str = "32"  # "32", "16-mixed", "bf16-mixed"
+    channels_last: bool = True  # NHWC weights and images: faster convolutions on CPU and GPU
     accelerator: str = "auto"
     devices: str = "auto"
     strategy: str = "auto"

@@ -29,6 +29,7 @@ class AugmentConfig:
     perspective: float = 0.0  # +- projective coefficient, e.g. 0.0005
     translate: float = 0.2  # +- fraction of the image size
     flip: float = 0.5  # horizontal flip probability
+    flip_vertical: float = 0.0  # vertical flip probability: for top-down views (microscopy, aerial)
     brightness: float = 0.2  # +- fraction of 255 (applied with probability 0.5)
     contrast: List[float] = field(default_factory=lambda: [0.6, 1.4])  # gain range (p 0.5)
     saturation: List[float] = field(default_factory=lambda: [0.5, 1.2])  # grey blend (p 0.5)

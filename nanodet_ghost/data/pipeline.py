@@ -111,8 +111,8 @@ class TrainPipeline:
 
     The arguments after `std` are the fields of `AugmentConfig` (same names, same meaning):
     `scale` range, per-axis `stretch` ranges `[[x_lo, x_hi], [y_lo, y_hi]]`, `rotation` and
-    `shear` in degrees, `perspective`, `translate` (fraction of the size), `flip` probability,
-    `brightness` (fraction of 255), `contrast` and `saturation` ranges, `multi_scale` (ratio range
+    `shear` in degrees, `perspective`, `translate` (fraction of the size), `flip` and `flip_vertical`
+    probabilities, `brightness` (fraction of 255), `contrast` and `saturation` ranges, `multi_scale` (ratio range
     of the input size, drawn per sample and rounded to multiples of 32), `mosaic` probability and
     `min_box_size` in input pixels.
     """
@@ -130,6 +130,7 @@ class TrainPipeline:
         perspective: float = 0.0,
         translate: float = 0.2,
         flip: float = 0.5,
+        flip_vertical: float = 0.0,
         brightness: float = 0.2,
         contrast: Sequence[float] = (0.6, 1.4),
         saturation: Sequence[float] = (0.5, 1.2),
@@ -149,6 +150,7 @@ class TrainPipeline:
             perspective=float(perspective),
             translate=float(translate),
             flip=float(flip),
+            flip_vertical=float(flip_vertical),
         )
         self.color_kwargs = dict(
             brightness=float(brightness),

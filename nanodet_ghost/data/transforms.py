@@ -69,11 +69,12 @@ def random_shape_matrix(
     perspective: float = 0.0,
     translate: float = 0.0,
     flip: float = 0.0,
+    flip_vertical: float = 0.0,
 ) -> np.ndarray:
     """NanoDet's random shape matrix for an image of `size` (w, h), in that image's own frame.
 
     About the image centre: perspective, scale, per-axis stretch, horizontal flip (probability
-    `flip`), rotation (+-`rotation` degrees), shear (+-`shear` degrees); then the centre moves to
+    `flip`), vertical flip (probability `flip_vertical`), rotation (+-`rotation` degrees), shear (+-`shear` degrees); then the centre moves to
     `(0.5 +- translate) * (w, h)`. Compose with `resize_matrix(size, ...)` to reach the input size.
     """
     w, h = float(size[0]), float(size[1])
@@ -85,6 +86,8 @@ def random_shape_matrix(
     s = rng.uniform(scale[0], scale[1])
     zoom = scale_matrix(s * rng.uniform(*stretch[0]), s * rng.uniform(*stretch[1]))
     mirror = scale_matrix(-1.0 if rng.random() < flip else 1.0, 1.0)
+    if flip_vertical > 0:  # no draw when off, so seeded streams stay as they were
+        mirror = scale_matrix(1.0, -1.0 if rng.random() < flip_vertical else 1.0) @ mirror
     rot = np.eye(3)
     if rotation > 0:
         a = math.radians(rng.uniform(-rotation, rotation))

@@ -35,6 +35,9 @@ class DetectorModule(pl.LightningModule):
         ema_warmup: steps over which the EMA decay ramps up.
         nonfinite_patience: consecutive non-finite losses before aborting.
         class_names: names of the contiguous labels (for logs).
+        channels_last: keep weights and images in NHWC layout. oneDNN's CPU convolutions run
+            about 1.3x faster per training step in it (docs/benchmarks.md); the weights and
+            their values are the same either way.
     """
 
     def __init__(
@@ -46,10 +49,13 @@ class DetectorModule(pl.LightningModule):
         ema_warmup: int = 2000,
         nonfinite_patience: int = 10,
         class_names: Optional[List[str]] = None,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)  # before the EMA copies it
         self.ema = ModelEMA(self.model, ema_decay, ema_warmup) if ema_decay else None
         self.evaluator: Optional[CocoEvaluator] = None
         self._val_predictions: Dict[int, Dict[str, np.ndarray]] = {}
@@ -67,11 +73,11 @@ class DetectorModule(pl.LightningModule):
         return self.ema.module if self.ema is not None else self.model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.eval_model(images)
+        return self.eval_model(images.contiguous(memory_format=self.memory_format))
 
     # ----------------------------------------------------------------------------- training
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Optional[torch.Tensor]:
-        images = batch["images"]
+        images = batch["images"].contiguous(memory_format=self.memory_format)
         raw = self.model(images)
         losses = self.model.loss(raw, batch["targets"], tuple(images.shape[-2:]))
         if not torch.isfinite(losses["loss"]):
@@ -114,7 +120,7 @@ class DetectorModule(pl.LightningModule):
         self._val_predictions = {}
 
     def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
-        images = batch["images"]
+        images = batch["images"].contiguous(memory_format=self.memory_format)
         input_hw = tuple(images.shape[-2:])
         model = self.eval_model
         raw = model(images)

@@ -61,6 +61,21 @@ def check_class_count(cfg: DictConfig, datamodule: DetectionDataModule) -> None:
             )
 
 
+def warn_unvalidated_tail(max_epochs: int, val_interval: int) -> Optional[int]:
+    """Warn when the last epochs are never validated (the best checkpoint cannot come from them).
+
+    Returns the number of such epochs, or None when the final epoch is validated.
+    """
+    tail = max_epochs % max(val_interval, 1)
+    if max_epochs <= 0 or tail == 0:
+        return None
+    logger.warning(
+        "train.max_epochs=%d is not a multiple of train.val_interval=%d: the last validation is after "
+        "epoch %d, so the final %d epochs can never give the best checkpoint (last.ckpt still has them)",
+        max_epochs, val_interval, max_epochs - tail, tail)
+    return tail
+
+
 def resolve_resume(save_dir: Path, resume: Optional[str]) -> Optional[str]:
     """`--resume` with no path means the run's own last checkpoint."""
     if resume is None:
@@ -82,6 +97,7 @@ def build_module(cfg: DictConfig) -> DetectorModule:
         ema_warmup=train.ema_warmup,
         nonfinite_patience=train.nonfinite_patience,
         class_names=list(cfg.data.class_names),
+        channels_last=train.channels_last,
     )
     if train.load_from:
         load_for_finetune(module.model, train.load_from)
@@ -173,6 +189,7 @@ def train(cfg: DictConfig, resume: Optional[str] = None, extra_callbacks: Sequen
     datamodule = DetectionDataModule(cfg.data, seed=cfg.train.seed)
     datamodule.setup("fit")
     check_class_count(cfg, datamodule)
+    warn_unvalidated_tail(cfg.train.max_epochs, cfg.train.val_interval)
     (save_dir / "config.yaml").write_text(to_yaml(cfg))
 
     module = build_module(cfg)

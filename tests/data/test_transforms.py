@@ -15,6 +15,7 @@ from nanodet_ghost.data.transforms import (
     color_normalize,
     keep_boxes,
     preprocess_image,
+    random_shape_matrix,
     resize_matrix,
     warp_boxes,
 )
@@ -92,6 +93,7 @@ AUGMENTS = {
     "rotation_shear_stretch": dict(tight=False, kwargs=dict(
         rotation=30.0, shear=10.0, stretch=((0.8, 1.2), (0.8, 1.2)), scale=(0.5, 1.5))),
     "perspective": dict(tight=False, kwargs=dict(perspective=0.0008, rotation=10.0)),
+    "both_flips": dict(tight=True, kwargs=dict(flip_vertical=0.5)),
 }
 
 
@@ -113,6 +115,18 @@ def test_full_train_pipeline_keeps_boxes_on_their_objects(name: str) -> None:
         np.testing.assert_allclose(mapped[keep], sample["gt_boxes"], atol=1e-2)
         np.testing.assert_array_equal(ann["labels"][keep], sample["gt_labels"])
     assert checked > 100  # most objects stay in view
+
+
+def test_vertical_flip_mirrors_rows_and_draws_nothing_when_off() -> None:
+    rng = np.random.default_rng(0)
+    m = random_shape_matrix(rng, (200, 100), flip_vertical=1.0)
+    box = np.array([[20.0, 10.0, 60.0, 30.0]], np.float32)
+    np.testing.assert_allclose(warp_boxes(box, m, 200, 100), [[20.0, 70.0, 60.0, 90.0]], atol=1e-4)
+    # flip_vertical=0 consumes no random numbers: seeded augmentations stay as they were
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    random_shape_matrix(a, (200, 100), flip=0.5, translate=0.2)
+    random_shape_matrix(b, (200, 100), flip=0.5, translate=0.2, flip_vertical=0.0)
+    assert a.random() == b.random()
 
 
 def test_mosaic_keeps_boxes_on_their_objects() -> None:

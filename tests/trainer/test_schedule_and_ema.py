@@ -6,6 +6,7 @@ import torch
 
 from nanodet_ghost.trainer.ema import ModelEMA
 from nanodet_ghost.trainer.optim import build_optimizer, lr_factor_fn
+from nanodet_ghost.trainer.runner import warn_unvalidated_tail
 
 
 def test_warmup_then_cosine_to_floor():
@@ -52,3 +53,10 @@ def test_ema_update_math_and_eval_mode():
     ema.train()
     assert not ema.module.training
     assert all(not p.requires_grad for p in ema.module.parameters())
+
+
+def test_unvalidated_final_epochs_are_warned_about(caplog):
+    assert warn_unvalidated_tail(150, 15) is None and warn_unvalidated_tail(5, 1) is None
+    assert not caplog.records
+    assert warn_unvalidated_tail(155, 15) == 5
+    assert "last validation is after epoch 150, so the final 5 epochs" in caplog.text
