@@ -47,8 +47,11 @@ def main(argv=None) -> int:
     print(f"COCO mAP@[.5:.95] on the synthetic val split: {val['mAP']:.4f} (AP50 {val['stats'][1]:.4f})")
     print("per-class AP: " + ", ".join(f"{k} {v:.3f}" for k, v in val["per_class_ap"].items() if v is not None))
     print(f"best checkpoint: {result.best_checkpoint}")
-    print(f"prediction on {image_path.name}: {len(detections)} objects "
-          f"({', '.join(f'{n} {s:.2f}' for n, s in zip(detections.names, detections.scores))}) -> {drawing}")
+    found = ", ".join(f"{n} {s:.2f}" for n, s in zip(detections.names, detections.scores))
+    if not len(detections):  # say how close it came rather than print a bare zero
+        top = predictor.predict(str(image_path), score_thr=0.0)
+        found = f"none above 0.30; best score {float(top.scores.max()):.2f}" if len(top) else "no candidates"
+    print(f"prediction on {image_path.name}: {len(detections)} objects ({found}) -> {drawing}")
     return 0
 
 
