@@ -1,6 +1,7 @@
 """The README's main job, shortened: train → checkpoint → tools/test.py → prediction."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -20,6 +21,9 @@ def test_quickstart_short(tmp_path):
     proc = run([str(REPO_ROOT / "tools" / "quickstart.py"), f"train.save_dir={save_dir}", "train.max_epochs=2", "train.val_interval=1",
                 "train.max_time=null", "data.input_size=[192,192]", "data.num_workers=0"], env)
     assert "COCO mAP@[.5:.95] on the synthetic val split" in proc.stdout
+    # the prediction line names what was found, or the best score when nothing passed 0.3
+    assert re.search(r"prediction on 000000\.jpg: (0 objects \((none above 0\.30; best score [0-9.]+|no candidates)\)|"
+                     r"[1-9]\d* objects \(\w+ [0-9.]+)", proc.stdout), proc.stdout[-500:]
     best = save_dir / "checkpoints" / "best.ckpt"
     assert best.is_file() and (save_dir / "prediction.png").is_file()
     final = json.loads((save_dir / "final_eval.json").read_text())
