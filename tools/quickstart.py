@@ -22,6 +22,8 @@ from nanodet_ghost.inference.visualize import draw_detections
 from nanodet_ghost.paths import REPO_ROOT
 from nanodet_ghost.trainer.runner import train
 
+DEMO_SCORE_THR = 0.3  # the score a demo-style prediction must reach to be drawn
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,7 +40,7 @@ def main(argv=None) -> int:
 
     predictor = Predictor.from_checkpoint(cfg, result.best_checkpoint)
     image_path = sorted((ensure_synthetic("val", cfg.data.val.root or None) / "images").glob("*.jpg"))[0]
-    detections = predictor.predict(str(image_path), score_thr=0.3)
+    detections = predictor.predict(str(image_path), score_thr=DEMO_SCORE_THR)
     drawing = result.save_dir / "prediction.png"
     cv2.imwrite(str(drawing), draw_detections(cv2.imread(str(image_path)), detections))
 
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     found = ", ".join(f"{n} {s:.2f}" for n, s in zip(detections.names, detections.scores))
     if not len(detections):  # say how close it came rather than print a bare zero
         top = predictor.predict(str(image_path), score_thr=0.0)
-        found = f"none above 0.30; best score {float(top.scores.max()):.2f}" if len(top) else "no candidates"
+        found = f"none above {DEMO_SCORE_THR:.2f}; best score {float(top.scores.max()):.2f}" if len(top) else "no candidates"
     print(f"prediction on {image_path.name}: {len(detections)} objects ({found}) -> {drawing}")
     return 0
 
