@@ -1,6 +1,16 @@
-"""GFL training objective: ATSS assignment, then QFL + DFL + GIoU, normalised as in GFL/NanoDet."""
+"""GFL training objective: ATSS assignment, then QFL + DFL + GIoU, normalised as in GFL/NanoDet.
+
+`GFLLoss.forward` runs in three steps, each usable alone:
+1. `assign`: ATSS per image -> the positives of the batch (`PositiveSamples`) and which negatives
+   are muted by ignore regions.
+2. `box_terms`: decode the positives' distributions, their IoU quality, and the un-normalised
+   GIoU and DFL sums weighted by the predicted class score.
+3. `reduce_normalisers`: the positive count and the weight sum averaged over DDP ranks, in one
+   all-reduce that every rank issues on every call, whatever its batch holds.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -23,13 +33,56 @@ from nanodet_ghost.model.loss.gfocal import (
 )
 
 
-def _mean_over_ranks(value: Tensor) -> Tensor:
-    """Average a normaliser over DDP ranks so every rank divides by the same number."""
+def reduce_normalisers(local: Tensor) -> Tensor:
+    """Mean over DDP ranks of this rank's `[num_pos, weight_sum]` (`Tensor[2]`, float).
+
+    Exactly one all-reduce per call. The loss calls it on every rank at every step, also when a
+    rank has no positives, so the ranks never disagree on the number or order of collectives
+    (a rank that skipped it would pair its next all-reduce with another rank's, or hang).
+    Without a process group it returns `local` unchanged.
+    """
     if dist.is_available() and dist.is_initialized():
-        value = value.clone()
-        dist.all_reduce(value)
-        value = value / dist.get_world_size()
-    return value
+        local = local.clone()
+        dist.all_reduce(local)
+        local = local / dist.get_world_size()
+    return local
+
+
+@dataclass
+class PositiveSamples:
+    """The positives of a batch, flattened over its images (P in total).
+
+    Attributes:
+        batch_index: `Tensor[P]` long, image of each positive.
+        point_index: `Tensor[P]` long, its point (row of the head output).
+        gt_boxes: `Tensor[P, 4]` xyxy input pixels, the assigned ground truth.
+        labels: `Tensor[P]` long, the assigned class.
+    """
+
+    batch_index: Tensor
+    point_index: Tensor
+    gt_boxes: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return int(self.point_index.numel())
+
+
+@dataclass
+class BoxTerms:
+    """Un-normalised box losses of the positives.
+
+    Attributes:
+        quality: `Tensor[P]` IoU of the decoded box with its GT (detached): the QFL target.
+        giou_sum: scalar, sum of the score-weighted GIoU losses.
+        dfl_sum: scalar, sum of the score-weighted DFL losses over the 4 sides.
+        weight_sum: scalar (detached), sum of the weights (max predicted class score).
+    """
+
+    quality: Tensor
+    giou_sum: Tensor
+    dfl_sum: Tensor
+    weight_sum: Tensor
 
 
 class GFLLoss(nn.Module):
@@ -37,8 +90,8 @@ class GFLLoss(nn.Module):
 
     QFL is divided by the number of positives (at least 1). DFL and GIoU are weighted per
     positive by its predicted quality (max class score, detached) and divided by the sum of those
-    weights, as in GFL. Anchors used for assignment are squares of `octave_base_scale * stride`
-    centred on each point.
+    weights, as in GFL. Both normalisers are averaged over DDP ranks. Anchors used for assignment
+    are squares of `octave_base_scale * stride` centred on each point.
     """
 
     def __init__(
@@ -64,6 +117,66 @@ class GFLLoss(nn.Module):
         self.octave_base_scale = octave_base_scale
         self.assigner = ATSSAssigner(atss_topk)
 
+    def anchors(self, points: Tensor, point_strides: Tensor) -> Tensor:
+        """`Tensor[N, 4]` xyxy: the square of side `octave_base_scale * stride` at each point."""
+        half = point_strides[:, None] * self.octave_base_scale / 2
+        return torch.cat((points - half, points + half), dim=1)
+
+    def assign(self, anchors: Tensor, level_counts: Sequence[int],
+               targets: List[Dict[str, Tensor]]) -> Tuple[PositiveSamples, Tensor]:
+        """ATSS per image.
+
+        Args:
+            anchors: `Tensor[N, 4]` xyxy input pixels.
+            level_counts: points per stride level, in order.
+            targets: per image `boxes: [G, 4]`, `labels: [G]`, optional `ignore: [M, 4]`.
+        Returns:
+            The positives, and `cls_weights: Tensor[B, N]`: 0 for negatives in ignore regions.
+        """
+        device = anchors.device
+        cls_weights = torch.ones(len(targets), anchors.shape[0], device=device)
+        batch_index, point_index, gt_boxes, labels = [], [], [], []
+        for b, target in enumerate(targets):
+            boxes = target["boxes"].to(device=device, dtype=torch.float32).reshape(-1, 4)
+            gt_labels = target["labels"].to(device=device, dtype=torch.long).reshape(-1)
+            ignore = target.get("ignore")
+            ignore = None if ignore is None else ignore.to(device=device, dtype=torch.float32).reshape(-1, 4)
+            result = self.assigner.assign(anchors, level_counts, boxes, gt_labels, ignore)
+            cls_weights[b, result.ignored] = 0.0
+            pos = torch.nonzero(result.positive, as_tuple=False).squeeze(1)
+            batch_index.append(torch.full_like(pos, b))
+            point_index.append(pos)
+            gt_boxes.append(boxes[result.gt_indices[pos]])
+            labels.append(result.labels[pos])
+        positives = PositiveSamples(torch.cat(batch_index), torch.cat(point_index),
+                                    torch.cat(gt_boxes), torch.cat(labels))
+        return positives, cls_weights
+
+    def box_terms(self, cls_logits: Tensor, reg_logits: Tensor, points: Tensor, point_strides: Tensor,
+                  positives: PositiveSamples) -> BoxTerms:
+        """GIoU and DFL of the positives, summed with their score weights (not normalised).
+
+        Args:
+            cls_logits: `Tensor[B, N, C]`; reg_logits: `Tensor[B, N, 4 * (reg_max + 1)]`.
+            points: `Tensor[N, 2]` input pixels; point_strides: `Tensor[N]`.
+        """
+        if len(positives) == 0:
+            zero = reg_logits.sum() * 0.0  # keeps the graph connected
+            return BoxTerms(cls_logits.new_zeros(0), zero, zero, zero.detach())
+        b, p = positives.batch_index, positives.point_index
+        gt = positives.gt_boxes
+        pos_reg = reg_logits[b, p]  # [P, 4 * (reg_max + 1)]
+        pos_points = points[p]
+        pos_strides = point_strides[p][:, None]
+        pred_boxes = distance_to_box(pos_points, distribution_to_distance(pos_reg, self.reg_max) * pos_strides)
+        quality = aligned_box_iou(pred_boxes.detach(), gt).clamp(min=1e-6)
+        weight = cls_logits[b, p].detach().sigmoid().max(dim=1).values
+        giou_sum = (giou_loss(pred_boxes, gt) * weight).sum()
+        dist_target = box_to_distance(pos_points / pos_strides, gt / pos_strides, self.reg_max - 0.01)
+        dfl = distribution_focal_loss(pos_reg.reshape(-1, self.reg_max + 1), dist_target.reshape(-1))
+        dfl_sum = (dfl * weight.repeat_interleave(4)).sum()
+        return BoxTerms(quality, giou_sum, dfl_sum, weight.sum())
+
     def forward(self, raw: Tensor, targets: List[Dict[str, Tensor]], input_hw: Tuple[int, int]) -> Dict[str, Tensor]:
         """
         Args:
@@ -72,9 +185,10 @@ class GFLLoss(nn.Module):
                 optionally `ignore: [M, 4]` xyxy ignore regions.
             input_hw: (H, W) of the network input.
         Returns:
-            `loss` (total), `loss_qfl`, `loss_dfl`, `loss_giou` and `num_pos` (not differentiable).
+            `loss` (total), `loss_qfl`, `loss_dfl`, `loss_giou` and `num_pos` (this rank's count,
+            not differentiable).
         """
-        batch, num_points, _ = raw.shape
+        num_points = raw.shape[1]
         device = raw.device
         points, point_strides = grid_points(input_hw, self.strides, device)
         if points.shape[0] != num_points:
@@ -82,63 +196,27 @@ class GFLLoss(nn.Module):
                 f"head output has {num_points} points but input {input_hw} with strides {self.strides} "
                 f"gives {points.shape[0]}"
             )
-        half = point_strides[:, None] * self.octave_base_scale / 2
-        anchors = torch.cat((points - half, points + half), dim=1)
         level_counts = [h * w for h, w in featmap_sizes(input_hw, self.strides)]
-
         raw = raw.float()  # losses in fp32 under mixed precision
         cls_logits = raw[..., : self.num_classes]
-        reg_logits = raw[..., self.num_classes :]
+        reg_logits = raw[..., self.num_classes:]
+
+        positives, cls_weights = self.assign(self.anchors(points, point_strides), level_counts, targets)
+        boxes = self.box_terms(cls_logits, reg_logits, points, point_strides, positives)
+        num_pos = torch.tensor(float(len(positives)), device=device)
+        mean_num_pos, mean_weight_sum = reduce_normalisers(torch.stack((num_pos, boxes.weight_sum.float())))
 
         cls_targets = torch.zeros_like(cls_logits)
-        cls_weights = torch.ones(batch, num_points, device=device)
-        pos_batch, pos_point, pos_gt_boxes, pos_labels = [], [], [], []
-        for b, target in enumerate(targets):
-            gt_boxes = target["boxes"].to(device=device, dtype=torch.float32).reshape(-1, 4)
-            gt_labels = target["labels"].to(device=device, dtype=torch.long).reshape(-1)
-            ignore = target.get("ignore")
-            ignore = None if ignore is None else ignore.to(device=device, dtype=torch.float32).reshape(-1, 4)
-            result = self.assigner.assign(anchors, level_counts, gt_boxes, gt_labels, ignore)
-            cls_weights[b, result.ignored] = 0.0
-            pos = torch.nonzero(result.positive, as_tuple=False).squeeze(1)
-            pos_batch.append(torch.full_like(pos, b))
-            pos_point.append(pos)
-            pos_gt_boxes.append(gt_boxes[result.gt_indices[pos]])
-            pos_labels.append(result.labels[pos])
-        pos_batch_t, pos_point_t = torch.cat(pos_batch), torch.cat(pos_point)
-        pos_boxes_t, pos_labels_t = torch.cat(pos_gt_boxes), torch.cat(pos_labels)
-        num_pos = pos_point_t.numel()
-
-        zero = raw.sum() * 0.0  # keeps the graph connected when there are no positives
-        if num_pos > 0:
-            pos_reg = reg_logits[pos_batch_t, pos_point_t]  # [P, 4 * (reg_max + 1)]
-            pos_points = points[pos_point_t]
-            pos_strides = point_strides[pos_point_t][:, None]
-            pred_boxes = distance_to_box(pos_points, distribution_to_distance(pos_reg, self.reg_max) * pos_strides)
-            quality = aligned_box_iou(pred_boxes.detach(), pos_boxes_t).clamp(min=1e-6)
-            cls_targets[pos_batch_t, pos_point_t, pos_labels_t] = quality
-
-            weight = cls_logits[pos_batch_t, pos_point_t].detach().sigmoid().max(dim=1).values
-            weight_sum = _mean_over_ranks(weight.sum()).clamp(min=1e-6)
-            loss_giou = (giou_loss(pred_boxes, pos_boxes_t) * weight).sum() / weight_sum
-            dist_target = box_to_distance(pos_points / pos_strides, pos_boxes_t / pos_strides, self.reg_max - 0.01)
-            dfl = distribution_focal_loss(pos_reg.reshape(-1, self.reg_max + 1), dist_target.reshape(-1))
-            loss_dfl = (dfl * weight.repeat_interleave(4)).sum() / (4.0 * weight_sum)
-        else:
-            loss_giou = zero
-            loss_dfl = zero
-
+        cls_targets[positives.batch_index, positives.point_index, positives.labels] = boxes.quality
         qfl = quality_focal_loss(cls_logits, cls_targets, self.qfl_beta).sum(dim=2) * cls_weights
-        pos_normaliser = _mean_over_ranks(torch.tensor(float(num_pos), device=device)).clamp(min=1.0)
-        loss_qfl = qfl.sum() / pos_normaliser
-
-        loss_qfl = loss_qfl * self.qfl_weight
-        loss_dfl = loss_dfl * self.dfl_weight
-        loss_giou = loss_giou * self.giou_weight
+        weight_sum = mean_weight_sum.clamp(min=1e-6)
+        loss_qfl = qfl.sum() / mean_num_pos.clamp(min=1.0) * self.qfl_weight
+        loss_dfl = boxes.dfl_sum / (4.0 * weight_sum) * self.dfl_weight
+        loss_giou = boxes.giou_sum / weight_sum * self.giou_weight
         return {
             "loss": loss_qfl + loss_dfl + loss_giou,
             "loss_qfl": loss_qfl,
             "loss_dfl": loss_dfl,
             "loss_giou": loss_giou,
-            "num_pos": torch.tensor(float(num_pos), device=device),
+            "num_pos": num_pos,
         }
