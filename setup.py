@@ -15,10 +15,19 @@ setup(
         "omegaconf>=2.3",
         "numpy>=1.24",
         "tensorboard>=2.14",
+        "matplotlib>=3.6",  # figures of nanodet_ghost.analysis (Agg, object API)
+        "tqdm>=4.60",  # progress bars of tools/predict.py
     ],
     extras_require={
-        "dev": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17"],
-        "export": ["onnx>=1.15", "onnxruntime>=1.17"],
+        # CI runs the parity tests of every deployment format, so dev pulls every runtime.
+        "dev": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "openvino>=2024.0", "nncf>=2.10", "ncnn>=1.0.20240410",
+                "pnnx>=20240410"],
+        "onnxruntime": ["onnxruntime>=1.17"],  # run .onnx exports
+        "openvino": ["openvino>=2024.0"],  # run OpenVINO IRs (.xml)
+        "ncnn": ["ncnn>=1.0.20240410"],  # run ncnn models (.param)
+        # tools/export.py for every format: ONNX (+ ORT INT8), OpenVINO (+ NNCF INT8), ncnn (pnnx)
+        "export": ["onnx>=1.15", "onnxruntime>=1.17", "openvino>=2024.0", "nncf>=2.10", "ncnn>=1.0.20240410",
+                   "pnnx>=20240410"],
         "bench": ["ultralytics>=8.1"],
     },
 )

@@ -71,7 +71,8 @@ def main(argv=None) -> int:
         + line + REFERENCES
         + f"\nAll 12 COCO stats on test: `{json.dumps([round(s, 4) for s in stats])}`\n\n"
         f"Config (`{Path(args.config).name}` with overrides {args.overrides or 'none'}):\n\n```yaml\n"
-        + OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["data", "train"]), resolve=True) + "```\n"
+        # unresolved: the doc shows `${shared_data:}`, not this machine's data folder
+        + OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["data", "train"]), resolve=False) + "```\n"
     )
     print(line.strip())
     if not args.no_write:

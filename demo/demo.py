@@ -5,8 +5,9 @@
     python demo/demo.py video  --config C --model M --path VIDEO.mp4     [--save-result] [--no-show]
     python demo/demo.py webcam --config C --model M [--camid 0]          [--save-result] [--no-show]
 
-M is a checkpoint (.ckpt, run with PyTorch; needs --config) or an exported .onnx model (run with
-ONNX Runtime; the config is optional, everything is in the model's metadata). Results are drawn
+M is a checkpoint (.ckpt, run with PyTorch; needs --config) or an exported model: .onnx (ONNX
+Runtime, fp32 or INT8), .xml (OpenVINO) or .param (ncnn), from tools/export.py; the config is then
+optional, everything is in the model's metadata. Results are drawn
 with class names and scores; videos show the FPS. Without a display (no DISPLAY / WAYLAND_DISPLAY
 on Linux, or when `cv2.imshow` fails) the demo says so and saves the results instead. Annotated
 images keep their file names, videos are written as mp4 (mp4v) in --out-dir. `q` or Esc quits.
@@ -27,23 +28,27 @@ if _REPO_ROOT not in sys.path:
 
 import cv2  # noqa: E402
 
+from nanodet_ghost.cli import InputError, config_path, run_main, tool_parser  # noqa: E402
 from nanodet_ghost.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image  # noqa: E402
+from nanodet_ghost.inference.factory import is_checkpoint  # noqa: E402
 from nanodet_ghost.inference.visualize import draw_detections, draw_fps, make_palette  # noqa: E402
 
 logger = logging.getLogger("nanodet_ghost.demo")
+PROG = "demo/demo.py"
 WINDOW = "nanodet_ghost"
 QUIT_KEYS = (ord("q"), ord("Q"), 27)
 
 
-class DemoError(Exception):
-    """A user-facing problem (missing file, camera not available): one line, exit code 1."""
+class DemoError(InputError):
+    """A user-facing problem (missing file, camera not available): one line, exit code 3."""
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="demo/demo.py", description=__doc__.splitlines()[0])
+    parser = tool_parser(PROG, __doc__.splitlines()[0])
     parser.add_argument("mode", choices=("image", "video", "webcam"))
     parser.add_argument("--config", help="config yaml (required for a .ckpt model)")
-    parser.add_argument("--model", required=True, help=".ckpt checkpoint or exported .onnx model")
+    parser.add_argument("--model", required=True,
+                        help=".ckpt checkpoint, or an exported .onnx, OpenVINO .xml or ncnn .param model")
     parser.add_argument("--path", help="image file or folder (image), video file (video)")
     parser.add_argument("--camid", type=int, default=0, help="camera index (webcam)")
     parser.add_argument("--save-result", action="store_true", help="save the annotated results")
@@ -55,30 +60,30 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     parser.add_argument("--override", "-o", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides (e.g. data.input_size=[416,416])")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
     if args.mode in ("image", "video") and not args.path:
         parser.error(f"{args.mode} mode needs --path")
-    if not args.model.lower().endswith(".onnx") and not args.config:
+    if is_checkpoint(args.model) and not args.config:
         parser.error("a checkpoint model needs --config")
     return args
 
 
 def build_predictor(args: argparse.Namespace) -> Any:
-    """`OnnxPredictor` for .onnx files, else `Predictor.from_checkpoint` (fused for speed)."""
+    """An exported model (.onnx, OpenVINO .xml, ncnn .param) runs with its runtime and needs no
+    config; a checkpoint runs with `Predictor.from_checkpoint` (fused for speed)."""
     if not os.path.isfile(args.model):
         raise DemoError(f"model not found: {args.model}")
-    if args.model.lower().endswith(".onnx"):
-        from nanodet_ghost.inference.onnx_predictor import OnnxPredictor
+    if not is_checkpoint(args.model):
+        from nanodet_ghost.inference.factory import load_predictor
 
-        return OnnxPredictor(args.model, num_threads=args.threads)
+        return load_predictor(args.model, num_threads=args.threads)
     import torch
 
     from nanodet_ghost.inference.predictor import Predictor
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    return Predictor.from_checkpoint(args.config, args.model, device=args.device, overrides=args.override)
+    return Predictor.from_checkpoint(config_path(args.config), args.model, device=args.device, overrides=args.override)
 
 
 def display_available() -> bool:
@@ -223,14 +228,7 @@ def run_stream(args: argparse.Namespace, cap: cv2.VideoCapture, predictor: Any, 
     return 0
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+def run(args: argparse.Namespace) -> int:
     viewer: Optional[Viewer] = None
     try:
         predictor = build_predictor(args)
@@ -242,15 +240,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         cap = open_capture(args)  # before the viewer: a missing camera is the only message
         viewer = Viewer(not args.no_show)
         return run_stream(args, cap, predictor, viewer, palette)
-    except (DemoError, ValueError, OSError) as exc:
-        logger.debug("traceback", exc_info=True)
-        sys.stderr.write(f"demo.py: error: {_one_line(exc)}\n")
-        return 1
-    except KeyboardInterrupt:
-        return 130
     finally:
         if viewer is not None:
             viewer.close()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_main(PROG, parse_args, run, argv)
 
 
 if __name__ == "__main__":

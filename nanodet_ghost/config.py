@@ -116,6 +116,10 @@ class TrainConfig:
     seed: int = 42
     max_epochs: int = 100
     max_time: Optional[str] = None  # "DD:HH:MM:SS", Lightning's max_time
+    # "DD:HH:MM:SS": size the run from the clock (trainer/time_budget.py). The epochs, the LR schedule and
+    # the validations are planned from the measured pace; max_epochs is only the first guess and
+    # max_epochs / val_interval the number of validations.
+    time_budget: Optional[str] = None
     max_steps: int = -1
     val_interval: int = 1  # epochs between validations
     log_every_n_steps: int = 10
@@ -134,12 +138,14 @@ class TrainConfig:
     deterministic: bool = False
     load_from: Optional[str] = None  # fine-tune from a checkpoint's weights
     nonfinite_patience: int = 10  # consecutive non-finite losses before aborting
+    plots: bool = True  # save_dir/plots/ (results, PR/F1 curves, confusion matrix, ...) and TensorBoard images
 
 
 @dataclass
 class EvaluationConfig:
     metric: str = "val/mAP"
     classwise: bool = True
+    strict: bool = False  # an unreadable val/test image is an error, not dropped with its GT
 
 
 @dataclass

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from nanodet_ghost.paths import REPO_ROOT
 
 
@@ -15,6 +17,7 @@ def run(args, env, timeout=600):
     return proc
 
 
+@pytest.mark.slow
 def test_quickstart_short(tmp_path):
     env = {**os.environ, "NANODET_GHOST_CACHE": str(tmp_path / "cache")}
     save_dir = tmp_path / "run"
@@ -26,6 +29,8 @@ def test_quickstart_short(tmp_path):
                      r"[1-9]\d* objects \(\w+ [0-9.]+)", proc.stdout), proc.stdout[-500:]
     best = save_dir / "checkpoints" / "best.ckpt"
     assert best.is_file() and (save_dir / "prediction.png").is_file()
+    assert f"plots: {save_dir / 'plots'} (results.png" in proc.stdout  # where the README's pictures come from
+    assert (save_dir / "plots" / "results.png").is_file() and (save_dir / "plots" / "val_predictions.jpg").is_file()
     final = json.loads((save_dir / "final_eval.json").read_text())
     assert final["val"]["num_images"] == 60
 

@@ -18,11 +18,13 @@ from typing import Any, Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
+from nanodet_ghost.cli import EXIT_OK, config_path, run_main, tool_parser
 from nanodet_ghost.config import load_config
 from nanodet_ghost.data.loader import build_dataset
 from nanodet_ghost.data.transforms import denormalize
 
 logger = logging.getLogger("browse_dataset")
+PROG = "tools/browse_dataset.py"
 
 
 def class_colour(label: int) -> Tuple[int, int, int]:
@@ -52,8 +54,8 @@ def draw_sample(sample: Dict[str, Any], class_names: Sequence[str], mean: Sequen
     return img
 
 
-def main(argv: List[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Draw augmented dataset samples to PNG files.")
+def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
+    parser = tool_parser(PROG, "Draw augmented dataset samples to PNG files.")
     parser.add_argument("config", help="YAML config (see config/)")
     parser.add_argument("--split", choices=("train", "val", "test"), default="train")
     parser.add_argument("--n", type=int, default=16, help="number of samples to write")
@@ -62,10 +64,11 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="picks the images and augmentations")
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. -o data.train.root=/data/coco (repeatable)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return parser.parse_args(argv)
 
-    cfg = load_config(args.config, args.override)
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(config_path(args.config), args.override)
     dataset = build_dataset(cfg.data, args.split, seed=args.seed)
     out_dir = args.out or Path("outputs") / f"browse_{args.split}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +78,9 @@ def main(argv: List[str] | None = None) -> int:
     num_boxes = 0
     for k, index in enumerate(indices):
         sample = dataset[int(index)]
+        if "unreadable" in sample:  # val / test datasets stand in for an unreadable image
+            logger.warning("%s: %s", sample["meta"]["file_name"], sample["unreadable"])
+            continue
         picture = draw_sample(sample, dataset.class_names, cfg.data.mean, cfg.data.std)
         stem = Path(str(sample["meta"]["file_name"])).stem
         path = out_dir / f"{args.split}_{k:03d}_{stem}.png"
@@ -83,7 +89,11 @@ def main(argv: List[str] | None = None) -> int:
         num_boxes += len(sample["gt_boxes"])
         logger.debug("wrote %s (%d boxes)", path, len(sample["gt_boxes"]))
     print(f"wrote {n} {args.split} samples ({num_boxes} boxes) to {out_dir}")
-    return 0
+    return EXIT_OK
+
+
+def main(argv: List[str] | None = None) -> int:
+    return run_main(PROG, parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from nanodet_ghost.cli import EXIT_OK, config_path, run_main, tool_parser  # noqa: E402
+from nanodet_ghost.config import load_config  # noqa: E402
+from nanodet_ghost.model import build_model  # noqa: E402
+from nanodet_ghost.model.fuse import fuse_model  # noqa: E402
+
 
 @dataclass
 class PartCost:
@@ -70,29 +75,27 @@ def format_table(parts: Sequence[PartCost], input_size: Sequence[int], fused: bo
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="tools/flops.py", description=__doc__.splitlines()[0])
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = tool_parser("tools/flops.py", __doc__.splitlines()[0])
     parser.add_argument("config")
     parser.add_argument("--input-size", nargs=2, type=int, metavar=("W", "H"))
     parser.add_argument("--fused", action="store_true", help="count the BN-fused model (BN biases added)")
     parser.add_argument("--override", "-o", nargs="*", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    from nanodet_ghost.config import load_config
-    from nanodet_ghost.model import build_model
+    return parser.parse_args(argv)
 
-    try:
-        cfg = load_config(args.config, args.override)
-    except (ValueError, OSError) as exc:
-        sys.stderr.write(f"tools/flops.py: error: {str(exc).splitlines()[0]}\n")
-        return 1
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(config_path(args.config), args.override)
     model = build_model(cfg.model)
     if args.fused:
-        from nanodet_ghost.model.fuse import fuse_model
-
         model = fuse_model(model)
     size = args.input_size or list(cfg.data.input_size)
     print(format_table(measure(model, size), size, args.fused))
-    return 0
+    return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_main("tools/flops.py", parse_args, run, argv)
 
 
 if __name__ == "__main__":

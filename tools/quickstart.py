@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import List, Optional
 
 import cv2
 
+from nanodet_ghost.cli import EXIT_FAILED, EXIT_OK, TIMED_LOG_FORMAT, config_path, run_main, tool_parser
+from nanodet_ghost.analysis import PLOTS_DIR
 from nanodet_ghost.config import load_config
 from nanodet_ghost.data.synthetic import ensure_synthetic
 from nanodet_ghost.inference.predictor import Predictor
@@ -23,20 +26,22 @@ from nanodet_ghost.paths import REPO_ROOT
 from nanodet_ghost.trainer.runner import train
 
 DEMO_SCORE_THR = 0.3  # the score a demo-style prediction must reach to be drawn
+PROG = "tools/quickstart.py"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = tool_parser(PROG, __doc__)
     parser.add_argument("--config", default=str(REPO_ROOT / "config" / "quickstart.yml"))
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.max_epochs=2")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return parser.parse_intermixed_args(argv)  # overrides may come before or after the options
 
-    cfg = load_config(args.config, args.overrides)
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(config_path(args.config), args.overrides)
     result = train(cfg)
     if result.best_checkpoint is None or not result.final_eval:
-        logging.error("training produced no checkpoint")
-        return 1
+        logging.getLogger(__name__).error("training produced no checkpoint")
+        return EXIT_FAILED
 
     predictor = Predictor.from_checkpoint(cfg, result.best_checkpoint)
     image_path = sorted((ensure_synthetic("val", cfg.data.val.root or None) / "images").glob("*.jpg"))[0]
@@ -54,7 +59,15 @@ def main(argv=None) -> int:
         top = predictor.predict(str(image_path), score_thr=0.0)
         found = f"none above {DEMO_SCORE_THR:.2f}; best score {float(top.scores.max()):.2f}" if len(top) else "no candidates"
     print(f"prediction on {image_path.name}: {len(detections)} objects ({found}) -> {drawing}")
-    return 0
+    plots = result.save_dir / PLOTS_DIR
+    if plots.is_dir():
+        print(f"plots: {plots} (results.png: losses and mAP per epoch; val_predictions.jpg: ground truth "
+              "beside predictions; PR / F1 curves, confusion matrix, train_batch.jpg)")
+    return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_main(PROG, parse_args, run, argv, TIMED_LOG_FORMAT)
 
 
 if __name__ == "__main__":

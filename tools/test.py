@@ -4,12 +4,17 @@
 Score an existing COCO results file (no model, no torch needed):
     python tools/test.py --ann GT.json --results R.json [--stats-out S.json]
 
-Evaluate a checkpoint (or an exported .onnx model) on a config's split:
+Evaluate a checkpoint (or an exported .onnx / OpenVINO .xml / ncnn .param model) on a config's split:
     python tools/test.py CONFIG CKPT [--split val|test] [--out results.json] [--stats-out S.json]
 
+`--plots DIR` (either mode) also writes the figures of `nanodet_ghost.analysis` to DIR: PR and
+P / R / F1 curves, confusion matrix, per-class and per-size AP, and in checkpoint mode the first
+images with ground truth beside predictions (<split>_predictions.jpg) and, without --out, the
+results json (results_<split>.json).
+
 The COCO summary and the per-class AP table go to stdout, logs to stderr. Bad input (missing file,
-invalid json, results on unknown image ids, ...) ends with a one-line message and exit code 1;
-`--log-level DEBUG` adds the traceback.
+invalid json, results on unknown image ids, ...) ends with a one-line message and the exit code of
+`nanodet_ghost.cli` (listed by --help); `--log-level DEBUG` adds the traceback.
 """
 from __future__ import annotations
 
@@ -23,23 +28,23 @@ _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 if _REPO_ROOT not in sys.path:  # run as `python tools/test.py` without installing the package
     sys.path.insert(0, _REPO_ROOT)
 
+from nanodet_ghost.cli import EXIT_OK, config_path, run_main, tool_parser  # noqa: E402
 from nanodet_ghost.evaluation.coco import CocoEvalResult, evaluate_results_file  # noqa: E402
 from nanodet_ghost.evaluation.jsonio import save_stats  # noqa: E402
 
 logger = logging.getLogger("nanodet_ghost.tools.test")
+PROG = "tools/test.py"
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="tools/test.py",
-        description="COCO bbox evaluation of a results file, a checkpoint or an ONNX model.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = tool_parser(
+        PROG, "COCO bbox evaluation of a results file, a checkpoint or an exported model.",
         epilog="examples:\n"
         "  tools/test.py --ann instances_val.json --results results.json --stats-out stats.json\n"
         "  tools/test.py config/ghost.yml work_dirs/run/model_best.ckpt --split val --out r.json",
     )
     parser.add_argument("config", nargs="?", help="config yaml (checkpoint mode)")
-    parser.add_argument("checkpoint", nargs="?", help=".ckpt (EMA weights preferred) or .onnx")
+    parser.add_argument("checkpoint", nargs="?", help=".ckpt (EMA weights preferred), or .onnx / .xml / .param from tools/export.py")
     parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--out", help="write the COCO results json here (checkpoint mode)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -49,10 +54,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--lenient", action="store_true",
                         help="drop detections on image ids unknown to the ground truth instead "
                         "of failing")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail on an unreadable image of the split instead of dropping it "
+                        "and its ground truth (also evaluation.strict in the config)")
     parser.add_argument("--override", "-o", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides (checkpoint mode)")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--plots", metavar="DIR",
+                        help="write PR / F1 curves, confusion matrix, AP figures (and, in checkpoint "
+                        "mode, <split>_predictions.jpg) to DIR")
     args = parser.parse_args(argv)
     file_mode = args.ann is not None or args.results is not None
     if file_mode:
@@ -80,29 +89,39 @@ def run(args: argparse.Namespace) -> CocoEvalResult:
         if args.stats_out:
             logger.info("stats written to %s",
                         save_stats(result.stats, result.per_class_ap, args.stats_out))
+        if args.plots:
+            from nanodet_ghost.analysis import make_file_plots
+
+            _log_plots(make_file_plots(args.ann, args.results, args.plots))
         return result
     from nanodet_ghost.config import load_config
     from nanodet_ghost.evaluation.runner import evaluate_checkpoint
 
-    cfg = load_config(args.config, args.override)
-    return evaluate_checkpoint(cfg, args.checkpoint, args.split, out=args.out,
-                               stats_out=args.stats_out, device=args.device, strict=strict)
+    cfg = load_config(config_path(args.config), args.override)
+    out = args.out or (str(Path(args.plots) / f"results_{args.split}.json") if args.plots else None)
+    result = evaluate_checkpoint(cfg, args.checkpoint, args.split, out=out,
+                                 stats_out=args.stats_out, device=args.device, strict=strict,
+                                 strict_images=True if args.strict else None)
+    if args.plots:
+        from nanodet_ghost.analysis import make_split_plots
+
+        _log_plots(make_split_plots(cfg, args.split, out, args.plots))
+    return result
+
+
+def _log_plots(files: List[Path]) -> None:
+    logger.info("%d plots written to %s", len(files), files[0].parent if files else "nowhere")
+
+
+def run_and_report(args: argparse.Namespace) -> int:
+    if args.log_level == "INFO":  # the summary and table are printed below: don't log them twice
+        logging.getLogger("nanodet_ghost.evaluation.coco").setLevel(logging.WARNING)
+    _report(run(args))
+    return EXIT_OK
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
-    if args.log_level == "INFO":  # the summary and table are printed below: don't log them twice
-        logging.getLogger("nanodet_ghost.evaluation.coco").setLevel(logging.WARNING)
-    try:
-        result = run(args)
-    except (ValueError, OSError) as exc:  # bad input: one line, no stack trace
-        logger.debug("traceback", exc_info=True)
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        sys.stderr.write(f"tools/test.py: error: {msg}\n")
-        return 1
-    _report(result)
-    return 0
+    return run_main(PROG, parse_args, run_and_report, argv)
 
 
 if __name__ == "__main__":

@@ -4,18 +4,29 @@ A source holds one `ImageRecord` per usable image. Subclasses parse their annota
 `_add_image` for each image (which validates, clips and counts boxes) and `_finish` once, which logs
 one summary line per dataset. Problems that make a file unusable raise `DatasetError` naming the
 file; recoverable dirt (zero-size or out-of-image boxes, missing images) is skipped and counted in
-`source.skipped` / `source.fixed` and reported in that summary.
+`source.skipped` / `source.fixed` and reported in that summary. `_inspect_image` reads each image's
+header and tail once, so repairs done at decode time (PNG named .jpg, JPEG without end marker) and
+images that will not decode are in that same line rather than logged per file. A source left with
+no image at all raises `DatasetError`.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set
 
 import numpy as np
 
-from nanodet_ghost.data.image_io import ImageReadError, read_image
+from nanodet_ghost.data.image_io import (
+    ImageInfo,
+    ImageReadError,
+    inspect_image,
+    read_image,
+    read_image_size,
+)
 
 if TYPE_CHECKING:
     from nanodet_ghost.data.config import DatasetConfig
@@ -29,6 +40,8 @@ _PLURALS = {"box": "boxes", "image": "images", "region": "regions", "file": "fil
             "mismatch": "mismatches"}
 # Skips that are a choice of the user rather than dirt in the data.
 _BENIGN_SKIPS = {"background image"}
+# Skip kinds that drop a whole image (the others drop boxes).
+_IMAGE_SKIPS = {"missing image", "unreadable image", "missing annotation file", "background image"}
 
 
 class DatasetError(ValueError):
@@ -81,10 +94,12 @@ class DetectionSource:
     def __init__(self, name: str, keep_background: bool = True) -> None:
         self.name = name
         self.keep_background = keep_background
+        self.layout = ""  # the folder layout that was read, e.g. "VOC Annotations/ + JPEGImages/"
         self.class_names = []
         self.category_ids = []
         self.skipped: Counter = Counter()
         self.fixed: Counter = Counter()
+        self.flagged: Counter = Counter()
         self._examples: Dict[str, List[str]] = {}
         self._files: Counter = Counter()  # distinct files per kind
         self._last_file: Dict[str, str] = {}
@@ -164,7 +179,8 @@ class DetectionSource:
         """One line: image / box counts, then what was skipped or repaired, with example files."""
         text = (f"{self.name}: {len(self)} images, {self.num_boxes} boxes, "
                 f"{self.num_ignore} ignore regions")
-        for verb, counts in (("skipped", self.skipped), ("repaired", self.fixed)):
+        for verb, counts in (("skipped", self.skipped), ("repaired", self.fixed),
+                             ("found", self.flagged)):
             parts = []
             for kind, n in sorted(counts.items()):
                 examples = self._examples.get(kind, [])
@@ -173,7 +189,13 @@ class DetectionSource:
                 parts.append(f"{n} {_plural(kind, n)} ({', '.join(examples)}{more})")
             if parts:
                 text += f"; {verb} " + ", ".join(parts)
+        for note in self._summary_notes():
+            text += f"; {note}"
         return text
+
+    def _summary_notes(self) -> List[str]:
+        """Trailing parts of the summary line; the layout that was read comes last."""
+        return [f"layout: {self.layout}"] if self.layout else []
 
     # ---------------------------------------------------------------- for subclasses
     def _skip(self, kind: str, where: str, n: int = 1) -> None:
@@ -183,6 +205,35 @@ class DetectionSource:
     def _fix(self, kind: str, where: str, n: int = 1) -> None:
         """Count `n` items of `kind` that were kept after a repair (e.g. "clipped box")."""
         self._count(self.fixed, kind, where, n)
+
+    def _flag(self, kind: str, where: str, n: int = 1) -> None:
+        """Count `n` items of `kind` that are kept as they are but worth a mention."""
+        self._count(self.flagged, kind, where, n)
+
+    def _inspect_image(self, path: str, file_name: str,
+                       need_size: bool = True) -> Optional[ImageInfo]:
+        """Header facts of one image, its defects counted under `file_name`; None (skip counted)
+        when the file is missing or its header is unreadable.
+
+        With `need_size`, formats whose header gives no size are decoded to get it.
+        """
+        try:
+            info = inspect_image(path)
+            if need_size and info.height is None:
+                height, width = read_image_size(path)
+                info = dataclasses.replace(info, height=height, width=width)
+        except ImageReadError as e:
+            self._skip("missing image" if e.problem == "file not found" else "unreadable image",
+                       file_name)
+            return None
+        if info.extension_mismatch:
+            ext = os.path.splitext(file_name)[1].lower()
+            self._fix(f"{str(info.format).upper()} file with a {ext} extension", file_name)
+        if info.missing_eoi:
+            self._fix("JPEG file without an end-of-image marker", file_name)
+        if info.problem:
+            self._flag(f"{str(info.format).upper()} file that will not decode", file_name)
+        return info
 
     def _count(self, counter: Counter, kind: str, where: str, n: int) -> None:
         if n <= 0:
@@ -246,9 +297,27 @@ class DetectionSource:
         return True
 
     def _finish(self) -> None:
-        """Log the summary once: WARNING if anything was skipped or repaired, else INFO."""
-        dirty = any(k not in _BENIGN_SKIPS for k in self.skipped) or bool(self.fixed)
+        """Log the summary once: WARNING if anything was skipped, repaired or flagged, else INFO.
+
+        Raises `DatasetError` when no image is left.
+        """
+        if not self._records:
+            raise DatasetError(self._nothing_left())
+        dirty = (any(k not in _BENIGN_SKIPS for k in self.skipped) or bool(self.fixed)
+                 or bool(self.flagged))
         logger.log(logging.WARNING if dirty else logging.INFO, "%s", self.summary())
+
+    def _nothing_left(self) -> str:
+        """Why the source holds no image (subclasses check "nothing found" with layout details)."""
+        dropped = {k: n for k, n in self.skipped.items() if k in _IMAGE_SKIPS}
+        if not dropped:
+            where = f" (layout: {self.layout})" if self.layout else ""
+            return f"{self.name}: no images found{where}"
+        if set(dropped) == {"background image"}:
+            return (f"{self.name}: all {dropped['background image']} images have no boxes and "
+                    "keep_background is false, so no image is left; check class_names and the "
+                    "labels, or set keep_background: true")
+        return f"{self.name}: no usable image is left ({self.summary()})"
 
 
 def _areas(boxes: np.ndarray, given: Optional[Any], keep: np.ndarray) -> np.ndarray:

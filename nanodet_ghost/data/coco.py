@@ -1,4 +1,10 @@
-"""COCO instances-json source: an image folder plus `instances_*.json`.
+"""COCO instances-json source: an image folder (`root`) plus `instances_*.json` (`ann_file`).
+
+`file_name` is relative to the image folder and may hold sub-folders (`train2017/1.jpg`,
+`a/b/c.jpg`). When none of the json's images is found there, `DatasetError` names one of them
+and the folder searched (the json belongs to another image folder). Each image's header and tail
+are read once, so PNGs named `.jpg`, JPEGs without an end marker, files that will not decode and
+sizes that differ from the json (e.g. EXIF-rotated photos) are counted in the summary line.
 
 Category ids (e.g. COCO's non-contiguous 1..90) map to contiguous labels in id order, or in the
 order of `class_names` when given; `category_ids[label]` maps back. `bbox` `[x, y, w, h]` becomes
@@ -62,7 +68,7 @@ class CocoSource(DetectionSource):
     """Images in `img_dir` described by the COCO instances json `ann_file`.
 
     Images without non-crowd annotations are kept as background when `keep_background`, else
-    dropped (counted). Images whose file is missing are skipped and counted.
+    dropped (counted). Images whose file is missing or empty are skipped and counted.
     """
 
     def __init__(self, img_dir: str, ann_file: str, class_names: Optional[Sequence[str]] = None,
@@ -78,7 +84,8 @@ class CocoSource(DetectionSource):
                                                               class_names)
         label_of = {cid: label for label, cid in enumerate(self.category_ids)}
         per_image = self._group_annotations(ann_file, data["annotations"], label_of)
-        present = _listdir_or_empty(img_dir)
+        folder = os.path.basename(os.path.normpath(img_dir))
+        self.layout = f"COCO {os.path.basename(ann_file)} + {folder}/"
         seen_ids = set()
         for i, img in enumerate(data["images"]):
             _require_keys(ann_file, img, ("id", "file_name", "height", "width"), f"images[{i}]")
@@ -88,20 +95,31 @@ class CocoSource(DetectionSource):
             seen_ids.add(image_id)
             rows = per_image.pop(image_id, [])
             path = os.path.join(img_dir, file_name)
-            exists = file_name in present if os.sep not in file_name else os.path.isfile(path)
-            if not exists:
-                self._skip("missing image", file_name)
+            info = self._inspect_image(path, file_name, need_size=False)
+            if info is None:
                 continue
+            height, width = int(img["height"]), int(img["width"])
+            mismatch = info.height is not None and (info.height, info.width) != (height, width)
             boxes = [r[0] for r in rows if not r[3]]
             ignore = [r[0] for r in rows if r[3]]
-            self._add_image(
-                image_id=image_id, file_name=file_name, path=path, height=int(img["height"]),
-                width=int(img["width"]), where=file_name,
+            kept = self._add_image(
+                image_id=image_id, file_name=file_name, path=path, height=height,
+                width=width, where=file_name,
                 boxes=boxes, labels=[r[1] for r in rows if not r[3]],
                 areas=[r[2] for r in rows if not r[3]],
                 ignore=ignore, ignore_labels=[r[1] for r in rows if r[3]],
                 ignore_areas=[r[2] for r in rows if r[3]],
             )
+            if mismatch and kept:
+                self._flag("image whose size differs from the json", file_name)
+                self._size_warned.add(len(self._records) - 1)  # said once, here
+        missing = self.skipped["missing image"]
+        if missing and missing == len(data["images"]):
+            example = str(data["images"][0]["file_name"])
+            raise DatasetError(
+                f"{ann_file}: none of its {missing} images is in the image folder {img_dir} "
+                f"(e.g. {os.path.join(img_dir, example)} does not exist); set root to the folder "
+                "that file_name is relative to")
         orphans = sum(len(rows) for rows in per_image.values())
         if orphans:
             raise DatasetError(f"{ann_file}: {orphans} annotations refer to image ids that are "
@@ -139,10 +157,3 @@ class CocoSource(DetectionSource):
         return cls(cfg.root, cfg.ann_file, list(class_names) or None,
                    keep_background=cfg.keep_background, name=cfg.name)
 
-
-def _listdir_or_empty(folder: str) -> set:
-    """File names in `folder` (one listing instead of a stat per image); empty if missing."""
-    try:
-        return set(os.listdir(folder))
-    except OSError:
-        return set()

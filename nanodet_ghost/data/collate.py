@@ -37,15 +37,24 @@ def collate(samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
 
     Args:
         samples: pipeline samples, `img` float32 [3, H_i, W_i] (numpy or tensor), `gt_boxes`
-            [N_i, 4], `gt_labels` [N_i], `gt_ignore` [M_i, 4], `meta` dict.
+            [N_i, 4], `gt_labels` [N_i], `gt_ignore` [M_i, 4], `meta` dict; or the stand-ins of
+            unreadable images (`loader.unreadable_sample`: `unreadable` and `meta` only).
     Returns:
         dict(images=Tensor[B, 3, H, W] float32, each image at the top-left and zero-padded to the
         largest height / width of the batch rounded up to a multiple of 32 (boxes stay valid),
         targets=[dict(boxes=Tensor[N_i, 4] float32, labels=Tensor[N_i] long,
-        ignore=Tensor[M_i, 4] float32)], metas=[meta]).
+        ignore=Tensor[M_i, 4] float32)], metas=[meta],
+        dropped=[dict(image_id, file_name, problem)] for the unreadable stand-ins). B counts the
+        readable samples only; when there is none, images is Tensor[0, 3, 32, 32].
     """
     if not samples:
         raise ValueError("collate() needs at least one sample")
+    dropped = [dict(image_id=s["meta"]["image_id"], file_name=s["meta"]["file_name"],
+                    problem=s["unreadable"]) for s in samples if "unreadable" in s]
+    samples = [s for s in samples if "unreadable" not in s]
+    if not samples:
+        return dict(images=torch.zeros((0, 3, SIZE_DIVISOR, SIZE_DIVISOR)), targets=[], metas=[],
+                    dropped=dropped)
     imgs = [np.asarray(s["img"], np.float32) for s in samples]
     height = _ceil_to(max(i.shape[1] for i in imgs), SIZE_DIVISOR)
     width = _ceil_to(max(i.shape[2] for i in imgs), SIZE_DIVISOR)
@@ -66,4 +75,4 @@ def collate(samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         for s in samples
     ]
     metas = [s["meta"] for s in samples]
-    return dict(images=images_t, targets=targets, metas=metas)
+    return dict(images=images_t, targets=targets, metas=metas, dropped=dropped)

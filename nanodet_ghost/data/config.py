@@ -10,9 +10,9 @@ class DatasetConfig:
     """One split. `format` picks the dataset class: coco, voc, yolo or synthetic."""
 
     format: str = "coco"
-    root: str = ""  # image folder (coco), VOC root or plain folder (voc), dataset root (yolo)
+    root: str = ""  # image folder (coco), VOC root / folder (voc), folder or data.yaml (yolo)
     ann_file: Optional[str] = None  # coco instances json
-    split: Optional[str] = None  # voc ImageSets/Main/<split>.txt, yolo images/<split>
+    split: Optional[str] = None  # voc/yolo split; layouts in data/voc.py, data/yolo.py
     keep_background: bool = True  # keep images without boxes as negatives
     name: Optional[str] = None  # label in log lines, e.g. "bccd train" (default: from the paths)
 
@@ -53,4 +53,4 @@ class DataConfig:
     val_batch_size: int = 16
     num_workers: int = 2
     pin_memory: bool = False
-    persistent_workers: bool = False
+    persistent_workers: bool = False  # faster epoch starts; a resumed run then does not replay augmentations exactly

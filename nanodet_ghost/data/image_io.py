@@ -1,37 +1,44 @@
-"""Reading images by content: decoding, truncation checks and cheap header-only size reads.
+"""Reading images by content: decoding, repairs, truncation checks and cheap header reads.
 
-Images are returned in their stored orientation (EXIF orientation is not applied), which is the
-orientation that `read_image_size` reports and that the annotation sizes are checked against.
+- Images are decoded by their content, whatever the extension says (a PNG named `.jpg` works).
+- The EXIF orientation of a JPEG is applied, as `cv2.imread` and ultralytics do, so boxes drawn
+  on the photo as it is shown match. `read_image_size` / `inspect_image` report that oriented size
+  (orientations 5-8 swap width and height).
+- A JPEG whose image data is whole but that lacks its end-of-image marker is used: it is decoded
+  with the marker appended. It counts as whole when appending a few filler bytes before the marker
+  changes nothing, i.e. the decoder needs no byte past the end of the file. A file cut mid-scan
+  fails that test (libjpeg would fill its missing part with grey) and raises `ImageReadError`.
+- Nothing here logs per file; the dataset sources count what `inspect_image` reports and log one
+  summary line per dataset.
 """
 from __future__ import annotations
 
-import logging
+import io
 import os
 import struct
-from typing import BinaryIO, Optional, Set, Tuple
+from dataclasses import dataclass
+from typing import BinaryIO, Dict, Optional, Tuple
 
 import cv2
 import numpy as np
 
-logger = logging.getLogger(__name__)
-
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
-_EXTENSION_FORMAT = {
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".jpe": "jpeg",
-    ".png": "png",
-    ".bmp": "bmp",
-    ".webp": "webp",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-}
+EXTENSION_FORMAT = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "png", ".bmp": "bmp",
+                    ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
 # The IEND chunk is fixed: zero length, type, constant CRC.
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Warn about a lying extension once per file, not at every epoch.
-_extension_warned: Set[str] = set()
+_JPEG_EOI = b"\xff\xd9"
+_JPEG_SOS = b"\xff\xda"
+# Entropy-coded bits the decoder would consume if the scan were incomplete; 0xAA starts with a 1
+# bit where libjpeg's fill for missing data has a 0, so any byte still needed changes the decode.
+_JPEG_PROBE_FILL = b"\xaa" * 4
+_TAIL_BYTES = 4096
+_EXIF_ORIENTATION_TAG = 0x0112
+# path -> ((size, mtime_ns), problem or None): JPEGs without an end marker already judged, so
+# that each is decoded twice at most once per process (DataLoader workers inherit it by fork).
+_missing_eoi_verdicts: Dict[str, Tuple[Tuple[int, int], Optional[str]]] = {}
 
 
 class ImageReadError(OSError):
@@ -41,6 +48,32 @@ class ImageReadError(OSError):
         super().__init__(f"{path}: {problem}")
         self.path = str(path)
         self.problem = problem
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header and tail of an image file say, without decoding the pixels.
+
+    `height` / `width` are the displayed size (EXIF orientation applied), None when the header
+    does not give them (formats other than JPEG / PNG). `extension_format` is what the file
+    extension promises (None for an unknown extension). `missing_eoi`: a JPEG that is decoded
+    with its missing end-of-image marker appended. `problem`: why the file will not decode, when
+    that is already known (a truncated JPEG or PNG); None otherwise.
+    """
+
+    format: Optional[str]
+    height: Optional[int]
+    width: Optional[int]
+    orientation: int = 1
+    extension_format: Optional[str] = None
+    missing_eoi: bool = False
+    problem: Optional[str] = None
+
+    @property
+    def extension_mismatch(self) -> bool:
+        """The content is a known format other than the one the extension promises."""
+        return (self.format is not None and self.extension_format is not None
+                and self.format != self.extension_format)
 
 
 def sniff_format(head: bytes) -> Optional[str]:
@@ -60,17 +93,165 @@ def sniff_format(head: bytes) -> Optional[str]:
     return None
 
 
-def _check_complete(data: bytes, fmt: Optional[str]) -> Optional[str]:
-    """Problem description if the encoded data is visibly cut short, else None."""
-    if fmt == "jpeg":
-        # The main image's EOI must follow its last SOS; an EXIF thumbnail has its own pair earlier.
-        if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
-            return "truncated JPEG (no end-of-image marker after the last scan)"
-    elif fmt == "png" and _PNG_IEND not in data[-4096:]:
-        return "truncated PNG (no IEND chunk)"
-    return None
+def _extension_format(path: str) -> Optional[str]:
+    return EXTENSION_FORMAT.get(os.path.splitext(path)[1].lower())
 
 
+# ------------------------------------------------------------------------ JPEG headers
+def _exif_orientation(payload: bytes) -> int:
+    """EXIF orientation (1..8) from an APP1 payload, 1 when absent or malformed."""
+    if payload[:6] != b"Exif\x00\x00" or len(payload) < 14:
+        return 1
+    tiff = payload[6:]
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return 1
+    try:
+        (ifd_offset,) = struct.unpack(order + "I", tiff[4:8])
+        (count,) = struct.unpack(order + "H", tiff[ifd_offset:ifd_offset + 2])
+        for k in range(count):
+            start = ifd_offset + 2 + 12 * k
+            tag, kind = struct.unpack(order + "HH", tiff[start:start + 4])
+            if tag == _EXIF_ORIENTATION_TAG and kind == 3:  # SHORT, stored in the value field
+                (value,) = struct.unpack(order + "H", tiff[start + 8:start + 10])
+                return value if 1 <= value <= 8 else 1
+    except struct.error:  # IFD cut short
+        return 1
+    return 1
+
+
+def _jpeg_header(f: BinaryIO) -> Tuple[Optional[Tuple[int, int]], int]:
+    """((height, width) stored, or None; EXIF orientation) from the segments before the first
+    frame header; `f` is positioned after SOI."""
+    orientation = 1
+    while True:
+        byte = f.read(1)
+        while byte and byte != b"\xff":  # tolerate junk between segments
+            byte = f.read(1)
+        while byte == b"\xff":  # fill bytes
+            byte = f.read(1)
+        if not byte:
+            return None, orientation
+        marker = byte[0]
+        if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # markers without a length field
+            continue
+        length_bytes = f.read(2)
+        if len(length_bytes) < 2:
+            return None, orientation
+        (length,) = struct.unpack(">H", length_bytes)
+        if marker == 0xE1 and orientation == 1:
+            orientation = _exif_orientation(f.read(max(length - 2, 0)))
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            sof = f.read(5)
+            if len(sof) < 5:
+                return None, orientation
+            height, width = struct.unpack(">HH", sof[1:5])
+            return (height, width), orientation
+        if marker == 0xDA:  # a scan before any frame header: give up
+            return None, orientation
+        f.seek(length - 2, os.SEEK_CUR)
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a decoded image [H, W, C] as EXIF `orientation` (1..8) says, like cv2.imread does."""
+    if orientation in (5, 6, 7, 8):
+        img = cv2.transpose(img)
+    flip = {2: 1, 3: -1, 4: 0, 6: 1, 7: -1, 8: 0}.get(orientation)
+    return img if flip is None else cv2.flip(img, flip)
+
+
+def _oriented(size: Tuple[int, int], orientation: int) -> Tuple[int, int]:
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+# ------------------------------------------------------------------------ completeness
+def _lacks_eoi(data: bytes) -> bool:
+    """The main image of a JPEG has no end-of-image marker: the data ends first."""
+    if data.rfind(_JPEG_EOI) > data.rfind(_JPEG_SOS):
+        return False  # the common case, decided without walking the file
+    return _jpeg_end(data) < 0
+
+
+def _jpeg_end(data: bytes) -> int:
+    """Offset just past the main image's end-of-image marker, or -1 when the data ends first.
+
+    Walks the segments, so the markers inside an EXIF thumbnail or trailing data (e.g. a video
+    appended after the photo) are not mistaken for the image's own.
+    """
+    pos, n = 2, len(data)
+    while pos + 1 < n:
+        if data[pos] != 0xFF:  # junk between segments
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                return -1
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        pos += 2
+        if marker == 0xD9:
+            return pos
+        if marker in (0x00, 0x01) or 0xD0 <= marker <= 0xD8:  # no length field
+            continue
+        if pos + 2 > n:
+            return -1
+        pos += int.from_bytes(data[pos:pos + 2], "big")
+        if marker != 0xDA:
+            continue
+        while True:  # entropy-coded data runs to the next marker other than FF00 / RSTn
+            pos = data.find(b"\xff", pos)
+            if pos < 0 or pos + 1 >= n:
+                return -1
+            follower = data[pos + 1]
+            if follower == 0x00 or 0xD0 <= follower <= 0xD7:
+                pos += 2
+            elif follower == 0xFF:
+                pos += 1
+            else:
+                break
+    return -1
+
+
+def _decode(data: bytes) -> Optional[np.ndarray]:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return None if img is None or img.size == 0 else img
+
+
+def _stat_key(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _decode_missing_eoi(data: bytes, path: str) -> Tuple[Optional[np.ndarray], Optional[str]]:
+    """(image, None) for a JPEG whose data is whole but lacks the end marker; (None, problem)
+    when the data stops inside a scan. Verdicts are remembered per file (size and mtime)."""
+    key = _stat_key(path)
+    known = _missing_eoi_verdicts.get(path)
+    if known is not None and known[0] == key and known[1] is not None:
+        return None, known[1]
+    repaired = _decode(data + _JPEG_EOI)
+    problem = None
+    if repaired is None:
+        problem = "truncated JPEG (no end-of-image marker, and the data does not decode)"
+    elif known is None or known[0] != key:
+        probe = _decode(data + _JPEG_PROBE_FILL + _JPEG_EOI)
+        if probe is None or probe.shape != repaired.shape or not np.array_equal(probe, repaired):
+            problem = "truncated JPEG (the image data stops inside a scan)"
+    if key is not None:
+        _missing_eoi_verdicts[path] = (key, problem)
+    return (None, problem) if problem else (repaired, None)
+
+
+def _png_problem(data: bytes) -> Optional[str]:
+    return None if _PNG_IEND in data[-4096:] else "truncated PNG (no IEND chunk)"
+
+
+# ------------------------------------------------------------------------ decoding
 def _to_bgr_uint8(img: np.ndarray, path: str) -> np.ndarray:
     """Grayscale / BGRA / 16-bit / float images -> uint8 [H, W, 3] BGR (alpha dropped)."""
     if img.dtype == np.uint16:
@@ -98,85 +279,115 @@ def _read_bytes(path: str) -> bytes:
         raise ImageReadError(path, f"cannot read file ({e.strerror or e})") from None
 
 
-def _warn_if_extension_lies(path: str, fmt: Optional[str]) -> None:
-    expected = _EXTENSION_FORMAT.get(os.path.splitext(path)[1].lower())
-    if fmt is None or expected is None or expected == fmt or path in _extension_warned:
-        return
-    _extension_warned.add(path)
-    logger.warning("%s: extension says %s but the content is %s; decoding by content",
-                   path, expected, fmt)
-
-
 def read_image(path: str) -> np.ndarray:
-    """Decode an image by its content -> uint8 [H, W, 3] BGR.
+    """Decode an image by its content -> uint8 [H, W, 3] BGR, EXIF orientation applied.
 
     Grayscale, alpha and 16-bit images are converted; a file whose extension does not match its
-    content is decoded anyway (logged once per file). Raises `ImageReadError(path, problem)` for
-    missing, empty, undecodable or truncated files.
+    content is decoded anyway; a JPEG missing only its end marker is repaired (module docstring).
+    Raises `ImageReadError(path, problem)` for missing, empty, undecodable or truncated files.
     """
     path = str(path)
     data = _read_bytes(path)
     if not data:
         raise ImageReadError(path, "empty file")
     fmt = sniff_format(data[:16])
-    _warn_if_extension_lies(path, fmt)
-    problem = _check_complete(data, fmt)
+    img: Optional[np.ndarray] = None
+    if fmt == "jpeg" and _lacks_eoi(data):
+        img, problem = _decode_missing_eoi(data, path)
+    else:
+        problem = _png_problem(data) if fmt == "png" else None
     if problem:
         raise ImageReadError(path, problem)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
+    if img is None:
+        img = _decode(data)
+    if img is None:
         what = f"{fmt} data" if fmt else "unrecognised image format"
         raise ImageReadError(path, f"cannot decode ({what}, {len(data)} bytes)")
-    return _to_bgr_uint8(img, path)
+    img = _to_bgr_uint8(img, path)
+    if fmt == "jpeg":
+        stream = io.BytesIO(data)
+        stream.seek(2)
+        img = apply_orientation(img, _jpeg_header(stream)[1])
+    return img
 
 
-def _jpeg_size(f: BinaryIO) -> Optional[Tuple[int, int]]:
-    """(height, width) from the first SOF marker; `f` is positioned after SOI."""
-    while True:
-        byte = f.read(1)
-        while byte and byte != b"\xff":  # tolerate junk between segments
-            byte = f.read(1)
-        while byte == b"\xff":  # fill bytes
-            byte = f.read(1)
-        if not byte:
-            return None
-        marker = byte[0]
-        if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # markers without a length field
-            continue
-        length_bytes = f.read(2)
-        if len(length_bytes) < 2:
-            return None
-        (length,) = struct.unpack(">H", length_bytes)
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            sof = f.read(5)
-            if len(sof) < 5:
-                return None
-            height, width = struct.unpack(">HH", sof[1:5])
-            return height, width
-        f.seek(length - 2, os.SEEK_CUR)
+# ------------------------------------------------------------------------ header reads
+def _read_header(f: BinaryIO) -> Tuple[Optional[str], Optional[Tuple[int, int]], int]:
+    """(format, displayed (height, width) or None, orientation) from an open file."""
+    head = f.read(32)
+    fmt = sniff_format(head)
+    if fmt == "png" and len(head) >= 24 and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        return fmt, (height, width), 1
+    if fmt == "jpeg":
+        f.seek(2)
+        size, orientation = _jpeg_header(f)
+        return fmt, (_oriented(size, orientation) if size else None), orientation
+    return fmt, None, 1
 
 
-def read_image_size(path: str) -> Tuple[int, int]:
-    """(height, width) of an image, read from the JPEG/PNG header without decoding the pixels.
+def _open_error(path: str, e: OSError) -> ImageReadError:
+    if isinstance(e, FileNotFoundError):
+        return ImageReadError(path, "file not found")
+    return ImageReadError(path, f"cannot read file ({e.strerror or e})")
 
-    Other formats are fully decoded. Raises `ImageReadError` when the size cannot be found.
+
+def _tail_problem(f: BinaryIO, path: str, fmt: Optional[str]) -> Tuple[bool, Optional[str]]:
+    """(missing_eoi, problem) from the end of an open JPEG / PNG file."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(max(size - _TAIL_BYTES, 0))
+    tail = f.read()
+    if fmt == "png":
+        return False, _png_problem(tail)
+    if fmt != "jpeg" or tail.rfind(_JPEG_EOI) > max(tail.rfind(_JPEG_SOS), -1):
+        return False, None
+    f.seek(0)
+    data = f.read()  # rare: no end marker near the end, so the whole file is judged
+    if not _lacks_eoi(data):
+        return False, None
+    img, problem = _decode_missing_eoi(data, path)
+    return img is not None, problem
+
+
+def inspect_image(path: str) -> ImageInfo:
+    """Format, displayed size and known defects of an image file, from its header and its tail.
+
+    A JPEG without an end marker near its end is decoded once here to tell a missing marker
+    (usable) from a file cut mid-scan (`problem`). Raises `ImageReadError` when the file cannot
+    be opened or is empty; a JPEG / PNG header without a valid size gives `height=None`.
     """
     path = str(path)
     try:
         with open(path, "rb") as f:
-            head = f.read(32)
-            fmt = sniff_format(head)
-            size: Optional[Tuple[int, int]] = None
-            if fmt == "png" and len(head) >= 24 and head[12:16] == b"IHDR":
-                width, height = struct.unpack(">II", head[16:24])
-                size = (height, width)
-            elif fmt == "jpeg":
-                f.seek(2)
-                size = _jpeg_size(f)
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found") from None
+            fmt, size, orientation = _read_header(f)
+            missing_eoi, problem = _tail_problem(f, path, fmt)
+            empty = f.tell() == 0
     except OSError as e:
-        raise ImageReadError(path, f"cannot read file ({e.strerror or e})") from None
+        raise _open_error(path, e) from None
+    if empty:
+        raise ImageReadError(path, "empty file")
+    if size and (size[0] <= 0 or size[1] <= 0):
+        size = None
+    return ImageInfo(
+        format=fmt, height=size[0] if size else None, width=size[1] if size else None,
+        orientation=orientation, extension_format=_extension_format(path),
+        missing_eoi=missing_eoi, problem=problem,
+    )
+
+
+def read_image_size(path: str) -> Tuple[int, int]:
+    """(height, width) of an image as `read_image` returns it (EXIF orientation applied).
+
+    JPEG and PNG sizes come from the header; other formats are decoded. Raises
+    `ImageReadError` when the size cannot be found.
+    """
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            fmt, size, _ = _read_header(f)
+    except OSError as e:
+        raise _open_error(path, e) from None
     if fmt in ("jpeg", "png"):
         if not size or size[0] <= 0 or size[1] <= 0:
             raise ImageReadError(path, f"no valid size in the {fmt} header")

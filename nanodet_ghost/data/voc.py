@@ -1,22 +1,35 @@
 """Pascal VOC xml source.
 
-Layouts: `root/{JPEGImages, Annotations, ImageSets/Main/<split>.txt}` (split given, or all xml in
-`Annotations/` when split is None), or a plain folder with `<stem>.xml` next to `<stem>.<ext>`.
+Layouts (folder names matched case-insensitively, `.xml` / `.jpg` / `.png` extensions too):
+- VOC devkit: `root/{Annotations, JPEGImages, ImageSets/Main/<split>.txt}`; with `split: null`
+  every xml in `Annotations/` is used, so `ImageSets` may be absent.
+- Export layout: `root/{annotations, images}` (LabelImg, CVAT, Roboflow, Kaggle sets).
+- Flat folder: `<stem>.xml` next to `<stem>.<ext>` (LabelImg's default).
+- Nested: xml and images in matching sub-folders, e.g. `Annotations/batch1/x.xml` with
+  `JPEGImages/batch1/x.jpg` (or `batch1/x.xml` next to `batch1/x.jpg` in a flat folder).
+
+`split` picks, in this order: `ImageSets/Main/<split>.txt`; `annotations/<split>/` with
+`images/<split>/`; a `root/<split>/` folder in any of the layouts above (Roboflow's
+`train/ valid/ test/`). When none exists the error lists what was looked for.
+
 Class names come from the config; `difficult=1` objects become ignore regions. Coordinates are
-taken as written (no 1-pixel offset). The image size is read from the image header; the xml
-`<size>` is only compared against it.
+taken as written (no 1-pixel offset). The image size is read from the image header (EXIF
+orientation applied); the xml `<size>` is only compared against it.
 """
 from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from nanodet_ghost.data.base import DatasetError, DetectionSource
 from nanodet_ghost.data.config import DatasetConfig
-from nanodet_ghost.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image_size
+from nanodet_ghost.data.image_io import IMAGE_EXTENSIONS
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
+_ANNOTATION_DIRS = ("annotations",)
+_IMAGE_DIRS = ("jpegimages", "images")
 
 
 def parse_xml(path: str) -> ET.Element:
@@ -66,11 +79,24 @@ def parse_voc_objects(xml_path: str, root: ET.Element,
     return boxes, labels, difficult
 
 
+@dataclass
+class VocLayout:
+    """Where one split's files are. Stems are '/'-separated paths relative to `ann_dir` without
+    the extension; the image of stem `a/b` is looked up as `img_dir/a/b.<ext>`."""
+
+    description: str  # named in the summary line, e.g. "VOC Annotations/ + JPEGImages/"
+    ann_dir: str
+    img_dir: str
+    stems: List[str]
+    xml_files: Dict[str, str]  # stem -> xml path relative to ann_dir (keeps its case)
+
+
 class VocSource(DetectionSource):
     """Pascal VOC xml annotations; `class_names` fixes the label order (label = index).
 
     Listed images whose xml or image is missing, or whose image header is unreadable, are skipped
-    and counted; zero-size / out-of-image boxes are handled by the base class.
+    and counted; zero-size / out-of-image boxes are handled by the base class. No image found at
+    all raises `DatasetError` naming the folders searched.
     """
 
     def __init__(self, root: str, class_names: Sequence[str], split: Optional[str] = None,
@@ -84,26 +110,26 @@ class VocSource(DetectionSource):
         self.class_names = [str(n) for n in class_names]
         self.category_ids = list(range(1, len(self.class_names) + 1))
         label_of = {n: i for i, n in enumerate(self.class_names)}
-        ann_dir, img_dir, stems = self._layout(root, split)
-        images_by_stem = _images_by_stem(img_dir)
-        for image_id, stem in enumerate(stems):
-            xml_path = os.path.join(ann_dir, stem + ".xml")
-            where = stem + ".xml"
-            if not os.path.isfile(xml_path):
+        layout = find_voc_layout(root, split)
+        self.layout = layout.description
+        images = _files_by_stem(layout.img_dir, IMAGE_EXTENSIONS)
+        for image_id, stem in enumerate(layout.stems):
+            where = layout.xml_files.get(stem, stem + ".xml")
+            if stem not in layout.xml_files:
                 self._skip("missing annotation file", where)
                 continue
+            xml_path = os.path.join(layout.ann_dir, where)
             xml_root = parse_xml(xml_path)
             boxes, labels, difficult = parse_voc_objects(xml_path, xml_root, label_of)
-            file_name = images_by_stem.get(stem) or _existing(img_dir, xml_root.findtext("filename"))
+            file_name = images.get(stem) or _named_in_xml(layout.img_dir, stem, xml_root)
             if file_name is None:
                 self._skip("missing image", where)
                 continue
-            img_path = os.path.join(img_dir, file_name)
-            try:
-                height, width = read_image_size(img_path)
-            except ImageReadError:
-                self._skip("unreadable image", file_name)
+            img_path = os.path.join(layout.img_dir, file_name)
+            info = self._inspect_image(img_path, file_name)
+            if info is None:
                 continue
+            height, width = int(info.height), int(info.width)
             if _xml_size(xml_root) not in (None, (height, width)):
                 self._fix("xml size mismatch", where)
             self._add_image(
@@ -114,25 +140,13 @@ class VocSource(DetectionSource):
                 ignore=[b for b, d in zip(boxes, difficult) if d],
                 ignore_labels=[c for c, d in zip(labels, difficult) if d],
             )
+        annotated = [s for s in layout.stems if s in layout.xml_files]
+        if annotated and not self._records and self.skipped["missing image"] == len(annotated):
+            raise DatasetError(
+                f"{root}: none of the {len(annotated)} images named by the annotations was found "
+                f"(layout: {layout.description}; e.g. no image '{annotated[0]}.<ext>' in "
+                f"{layout.img_dir})")
         self._finish()
-
-    @staticmethod
-    def _layout(root: str, split: Optional[str]) -> Tuple[str, str, List[str]]:
-        """(annotation folder, image folder, stems in order) for the VOC or plain layout."""
-        if not os.path.isdir(root):
-            raise DatasetError(f"{root}: VOC root folder not found")
-        voc_ann, voc_img = os.path.join(root, "Annotations"), os.path.join(root, "JPEGImages")
-        if split:
-            list_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
-            if not os.path.isfile(list_file):
-                raise DatasetError(f"{list_file}: split list not found (split '{split}')")
-            with open(list_file, "r", encoding="utf-8") as f:
-                stems = [line.split()[0] for line in f if line.strip()]
-            return voc_ann, voc_img, stems
-        if os.path.isdir(voc_ann):
-            img_dir = voc_img if os.path.isdir(voc_img) else voc_ann
-            return voc_ann, img_dir, _xml_stems(voc_ann)
-        return root, root, _xml_stems(root)
 
     @classmethod
     def from_config(cls, cfg: DatasetConfig, class_names: Sequence[str]) -> "VocSource":
@@ -140,29 +154,102 @@ class VocSource(DetectionSource):
                    name=cfg.name)
 
 
-def _xml_stems(folder: str) -> List[str]:
-    return sorted(os.path.splitext(f)[0] for f in os.listdir(folder) if f.lower().endswith(".xml"))
+def find_voc_layout(root: str, split: Optional[str]) -> VocLayout:
+    """The layout of a VOC root for `split` (see the module docstring); `DatasetError` naming
+    what was looked for when there is none."""
+    if not os.path.isdir(root):
+        raise DatasetError(f"{root}: VOC root folder not found")
+    ann_dir = _child_dir(root, _ANNOTATION_DIRS)
+    img_dir = _child_dir(root, _IMAGE_DIRS)
+    ann_name = os.path.basename(ann_dir) if ann_dir else "Annotations"
+    img_name = os.path.basename(img_dir) if img_dir else ann_name
+    if split:
+        list_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
+        if os.path.isfile(list_file) and not ann_dir:
+            raise DatasetError(f"{list_file} lists split '{split}' but {root} has no "
+                               "Annotations/ folder")
+        if os.path.isfile(list_file):
+            with open(list_file, "r", encoding="utf-8") as f:
+                stems = [line.split()[0] for line in f if line.strip()]
+            return VocLayout(f"VOC {ann_name}/ + {img_name}/, ImageSets/Main/{split}.txt",
+                             ann_dir, img_dir or ann_dir, stems,
+                             _files_by_stem(ann_dir, (".xml",)))
+        if ann_dir and os.path.isdir(os.path.join(ann_dir, split)):
+            split_imgs = os.path.join(img_dir, split) if img_dir else ""
+            split_imgs = split_imgs if os.path.isdir(split_imgs) else os.path.join(ann_dir, split)
+            return _all_xml(f"VOC {ann_name}/{split}/ + {os.path.relpath(split_imgs, root)}/",
+                            os.path.join(ann_dir, split), split_imgs)
+        if os.path.isdir(os.path.join(root, split)):
+            inner = find_voc_layout(os.path.join(root, split), None)
+            inner.description = inner.description.replace("VOC ", f"VOC {split}/: ", 1)
+            return inner
+        lists = os.path.join(root, "ImageSets", "Main")
+        known = sorted(os.path.splitext(f)[0] for f in _listdir(lists) if f.endswith(".txt"))
+        raise DatasetError(
+            f"{list_file}: split list not found (split '{split}'); also looked for "
+            f"{ann_name}/{split}/ and {split}/ in {root}"
+            + (f"; ImageSets/Main lists the splits {known}" if known else "")
+            + (f"; set split: null to use every xml in {ann_name}/" if ann_dir else ""))
+    if ann_dir:
+        return _all_xml(f"VOC {ann_name}/ + {img_name}/", ann_dir, img_dir or ann_dir)
+    xml_files = _files_by_stem(root, (".xml",))
+    if xml_files:
+        return VocLayout("VOC flat folder (xml beside the images)", root, root,
+                         sorted(xml_files), xml_files)
+    raise DatasetError(
+        f"{root}: no VOC annotations found; looked for Annotations/**/*.xml (with JPEGImages/), "
+        "annotations/**/*.xml (with images/) and **/*.xml beside the images")
 
 
-def _images_by_stem(folder: str) -> Dict[str, str]:
-    """stem -> file name of the images in `folder` (the first extension in IMAGE_EXTENSIONS wins)."""
-    found: Dict[str, str] = {}
-    rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
+def _all_xml(description: str, ann_dir: str, img_dir: str) -> VocLayout:
+    xml_files = _files_by_stem(ann_dir, (".xml",))
+    if not xml_files:
+        raise DatasetError(f"{ann_dir}: no .xml annotation files in this folder or below "
+                           f"(layout: {description})")
+    return VocLayout(description, ann_dir, img_dir, sorted(xml_files), xml_files)
+
+
+def _listdir(folder: str) -> List[str]:
     try:
-        names = sorted(os.listdir(folder),
-                       key=lambda f: rank.get(os.path.splitext(f)[1].lower(), len(rank)))
+        return sorted(os.listdir(folder))
     except OSError:
-        return found
-    for f in names:
-        stem, ext = os.path.splitext(f)
-        if ext.lower() in rank:
-            found.setdefault(stem, f)
-    return found
+        return []
 
 
-def _existing(folder: str, file_name: Optional[str]) -> Optional[str]:
-    """`file_name` (from the xml) if it names a file in `folder`, else None."""
-    if not file_name or not file_name.strip():
+def _child_dir(root: str, lower_names: Sequence[str]) -> Optional[str]:
+    """The sub-folder of `root` whose lower-cased name is the first of `lower_names` present."""
+    by_lower = {f.lower(): f for f in _listdir(root) if os.path.isdir(os.path.join(root, f))}
+    for name in lower_names:
+        if name in by_lower:
+            return os.path.join(root, by_lower[name])
+    return None
+
+
+def _files_by_stem(folder: str, extensions: Sequence[str]) -> Dict[str, str]:
+    """'/'-separated stem -> path relative to `folder`, for files below `folder` whose lower-cased
+    extension is in `extensions` (the earliest extension wins when a stem has several)."""
+    rank = {ext: i for i, ext in enumerate(extensions)}
+    found: Dict[str, Tuple[int, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, folder)
+        for f in sorted(filenames):
+            stem, ext = os.path.splitext(f)
+            r = rank.get(ext.lower())
+            if r is None:
+                continue
+            rel = f if rel_dir == "." else os.path.join(rel_dir, f)
+            key = (stem if rel_dir == "." else os.path.join(rel_dir, stem)).replace(os.sep, "/")
+            if key not in found or r < found[key][0]:
+                found[key] = (r, rel)
+    return {k: v for k, (_, v) in found.items()}
+
+
+def _named_in_xml(img_dir: str, stem: str, xml_root: ET.Element) -> Optional[str]:
+    """The xml's `<filename>`, in the stem's sub-folder of `img_dir`, when that file exists."""
+    file_name = (xml_root.findtext("filename") or "").strip()
+    if not file_name:
         return None
-    file_name = os.path.basename(file_name.strip())
-    return file_name if os.path.isfile(os.path.join(folder, file_name)) else None
+    sub = os.path.dirname(stem)
+    rel = os.path.join(sub, os.path.basename(file_name)) if sub else os.path.basename(file_name)
+    return rel if os.path.isfile(os.path.join(img_dir, rel)) else None

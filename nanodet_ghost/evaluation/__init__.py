@@ -10,7 +10,7 @@ from nanodet_ghost.evaluation.coco import (
     evaluate_results_file,
     predictions_to_coco_results,
 )
-from nanodet_ghost.evaluation.distributed import gather_predictions
+from nanodet_ghost.evaluation.distributed import gather_predictions, gather_unreadable
 from nanodet_ghost.evaluation.jsonio import (
     EvaluationInputError,
     load_coco_results_file,
@@ -29,6 +29,7 @@ __all__ = [
     "evaluate_checkpoint",
     "evaluate_results_file",
     "gather_predictions",
+    "gather_unreadable",
     "load_coco_results_file",
     "predictions_to_coco_results",
     "save_coco_results",

@@ -20,7 +20,7 @@ import copy
 import io
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -36,6 +36,7 @@ from nanodet_ghost.evaluation.jsonio import (
     load_coco_gt_file,
     load_coco_results_file,
 )
+from nanodet_ghost.evaluation.unreadable import refuse_unreadable, without_images
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ class CocoEvalResult:
         warnings: what looked wrong (empty predictions, unknown ids, ...), also logged.
         num_images: images in the ground truth (all are evaluated).
         num_detections: detections scored.
+        coco_eval: the accumulated `COCOeval` (its `eval` arrays, `evalImgs` and `params`) when
+            asked for with `keep_eval=True` (the plots of `nanodet_ghost.analysis` read it);
+            None otherwise, or when COCOeval was not run.
     """
 
     stats: Tuple[float, ...]
@@ -83,6 +87,7 @@ class CocoEvalResult:
     warnings: Tuple[str, ...] = ()
     num_images: int = 0
     num_detections: int = 0
+    coco_eval: Optional[COCOeval] = field(default=None, repr=False, compare=False)
 
     @property
     def map(self) -> float:
@@ -151,6 +156,8 @@ class CocoEvaluator:
         class_names: names for `category_ids`; default: the ground truth's category names.
         strict: predictions on image ids absent from the ground truth raise `EvaluationInputError`;
             with `strict=False` they are dropped with a logged error.
+        strict_images: images that could not be read (`unreadable=` of `evaluate`) raise
+            `EvaluationInputError`; by default they are dropped with their ground truth.
 
     Raises:
         EvaluationInputError: unreadable / malformed ground truth.
@@ -163,9 +170,11 @@ class CocoEvaluator:
         category_ids: Optional[Sequence[int]] = None,
         class_names: Optional[Sequence[str]] = None,
         strict: bool = True,
+        strict_images: bool = False,
     ) -> None:
         self.coco_gt, self.gt_name = _build_coco(gt)
         self.strict = strict
+        self.strict_images = strict_images
         categories = self.coco_gt.dataset["categories"]
         gt_names = {int(c["id"]): str(c.get("name", c["id"])) for c in categories}
         if category_ids is None:
@@ -189,24 +198,43 @@ class CocoEvaluator:
                 cid = int(ann["category_id"])
                 self._num_gt[cid] = self._num_gt.get(cid, 0) + 1
 
-    def evaluate(self, predictions: Mapping[Any, Prediction]) -> CocoEvalResult:
-        """Score per-image predictions (see `predictions_to_coco_results`)."""
+    def evaluate(self, predictions: Mapping[Any, Prediction],
+                 unreadable: Optional[Mapping[int, str]] = None) -> CocoEvalResult:
+        """Score per-image predictions (see `predictions_to_coco_results`); `unreadable` as in
+        `evaluate_results`."""
         results = predictions_to_coco_results(predictions, self.category_ids)
-        return self.evaluate_results(results, source="predictions")
+        return self.evaluate_results(results, source="predictions", unreadable=unreadable)
+
+    def without_images(self, unreadable: Mapping[int, str]) -> "CocoEvaluator":
+        """An evaluator whose ground truth lacks the images of `unreadable` (`{image_id:
+        "file_name: problem"}`) and their boxes; logs one line. Raises `EvaluationInputError`
+        with `strict_images`."""
+        if self.strict_images:
+            refuse_unreadable(unreadable)
+        gt, _, _ = without_images(self.coco_gt.dataset, unreadable)
+        return CocoEvaluator(gt, self.category_ids, self.class_names, strict=self.strict)
 
     def evaluate_results(
-        self, results: Sequence[Mapping[str, Any]], source: str = "results"
+        self, results: Sequence[Mapping[str, Any]], source: str = "results", *,
+        keep_eval: bool = False, unreadable: Optional[Mapping[int, str]] = None,
     ) -> CocoEvalResult:
         """Score COCO bbox results (`[{image_id, category_id, bbox xywh, score}]`).
 
         Args:
             results: the detections; not modified.
             source: how messages name them (e.g. "results file R.json").
+            keep_eval: keep the `COCOeval` in `result.coco_eval` (off by default: its per-image
+                records are large on a big validation set).
+            unreadable: `{image_id: "file_name: problem"}` of images that could not be read;
+                they and their ground truth are left out of the score (`without_images`).
 
         Raises:
             EvaluationInputError: malformed results, or (strict) image ids unknown to the ground
                 truth; the message names `source`, the ground truth and example ids.
         """
+        if unreadable:
+            return self.without_images(unreadable).evaluate_results(
+                results, source, keep_eval=keep_eval)
         results = check_coco_results(list(results), source)
         warns: List[str] = []
 
@@ -244,7 +272,8 @@ class CocoEvaluator:
                     len(self._img_ids), len(results), summary)
         logger.info("per-class AP:\n%s", table)
         return CocoEvalResult(stats, per_class, summary, table, tuple(warns),
-                              len(self._img_ids), len(results))
+                              len(self._img_ids), len(results),
+                              coco_eval if keep_eval else None)
 
     def _check_image_ids(
         self, results: List[Dict[str, Any]], source: str, warn: Callable[..., None]

@@ -35,17 +35,37 @@ def gather_predictions(local: Mapping[Any, Mapping[str, Any]]) -> Dict[int, Dict
         return dict(local)
     if not (dist.is_available() and dist.is_initialized()):
         return dict(local)
-    payload = {int(k): _to_cpu(v) for k, v in local.items()}
+    return _merge_ranks(dist, {int(k): _to_cpu(v) for k, v in local.items()})
+
+
+def gather_unreadable(local: Mapping[int, str]) -> Dict[int, str]:
+    """Merge every rank's `{image_id: "file_name: problem"}` of unreadable images, on every rank.
+
+    The same collective as `gather_predictions`: every rank must call it, in the same order,
+    even with nothing to report. Without a process group it returns `local` as a plain dict.
+    """
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return dict(local)
+    if not (dist.is_available() and dist.is_initialized()):
+        return dict(local)
+    return _merge_ranks(dist, {int(k): str(v) for k, v in local.items()})
+
+
+def _merge_ranks(dist: Any, payload: Dict[int, Any]) -> Dict[int, Any]:
+    """all_gather_object of `{image_id: value}`; an id seen on several ranks is kept once, from
+    the lowest rank; sorted by image id."""
     parts: list = [None] * dist.get_world_size()
     dist.all_gather_object(parts, payload)
-    merged: Dict[int, Dict[str, Any]] = {}
+    merged: Dict[int, Any] = {}
     duplicates = 0
     for part in parts:
-        for image_id, pred in (part or {}).items():
+        for image_id, value in (part or {}).items():
             if image_id in merged:
                 duplicates += 1
                 continue
-            merged[image_id] = pred
+            merged[image_id] = value
     logger.debug("gathered %d images from %d ranks (%d duplicates dropped)",
                  len(merged), len(parts), duplicates)
     return dict(sorted(merged.items()))

@@ -1,8 +1,8 @@
 """Evaluate a trained checkpoint (or an exported ONNX model) on a config's val / test split.
 
-Written against docs/contracts.md: `build_model(cfg.model)`, `load_detector_weights(model, path,
-prefer_ema=True)`, `build_dataset(cfg.data, split)` / `build_dataloader(...)`, batches
-`dict(images, targets, metas)` and `model.predict(raw, metas, input_hw)`.
+Written against docs/contracts.md: `load_detector(cfg, path, prefer_ema=True)`,
+`build_dataset(cfg.data, split)` / `build_dataloader(...)`, batches `dict(images, targets, metas)`
+and `model.predict(raw, metas, input_hw)`.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from nanodet_ghost.evaluation.jsonio import (
     save_coco_results,
     save_stats,
 )
+from nanodet_ghost.evaluation.unreadable import refuse_unreadable, unreadable_in_batch
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +30,19 @@ def _to_numpy(pred: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def collect_predictions(
-    predict_fn: PredictFn, batches: Iterable[Mapping[str, Any]], device: Any = "cpu"
+    predict_fn: PredictFn, batches: Iterable[Mapping[str, Any]], device: Any = "cpu", *,
+    unreadable: Optional[Dict[int, str]] = None, strict_images: bool = False,
 ) -> Dict[int, Dict[str, Any]]:
     """Run `predict_fn` over collated batches under `torch.inference_mode`.
 
     Args:
         predict_fn: see `PredictFn`.
-        batches: `collate` outputs, `dict(images=Tensor[B,3,H,W], targets, metas=[meta])`.
+        batches: `collate` outputs, `dict(images=Tensor[B,3,H,W], targets, metas=[meta],
+            dropped=[...])` (B may be 0 when every image of a batch was unreadable).
         device: where `images` are moved.
+        unreadable: filled with `{image_id: "file_name: problem"}` of the images the batches
+            left out (`batch["dropped"]`).
+        strict_images: raise `EvaluationInputError` at the first unreadable image instead.
 
     Returns:
         `{meta["image_id"]: dict(boxes, scores, labels)}` with numpy arrays.
@@ -46,6 +52,13 @@ def collect_predictions(
     predictions: Dict[int, Dict[str, Any]] = {}
     with torch.inference_mode():
         for batch in batches:
+            dropped = unreadable_in_batch(batch)
+            if strict_images:
+                refuse_unreadable(dropped)
+            if unreadable is not None:
+                unreadable.update(dropped)
+            if batch["images"].shape[0] == 0:
+                continue
             images = batch["images"].to(device)
             metas = batch["metas"]
             for meta, pred in zip(metas, predict_fn(images, metas)):
@@ -54,12 +67,9 @@ def collect_predictions(
 
 
 def _torch_predict_fn(cfg: Any, ckpt_path: Path, device: Any) -> PredictFn:
-    from nanodet_ghost.model import build_model
-    from nanodet_ghost.trainer.checkpoint import load_detector_weights
+    from nanodet_ghost.model import load_detector  # torch: imported only when a checkpoint is run
 
-    model = build_model(cfg.model)
-    load_detector_weights(model, str(ckpt_path), prefer_ema=True)
-    model.to(device).eval()
+    model = load_detector(cfg, ckpt_path, prefer_ema=True).to(device)
 
     def predict(images: Any, metas: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
         raw = model(images)
@@ -69,7 +79,8 @@ def _torch_predict_fn(cfg: Any, ckpt_path: Path, device: Any) -> PredictFn:
 
 
 def _onnx_predict_fn(cfg: Any, onnx_path: Path) -> PredictFn:
-    """ONNX Runtime predictions with the same decode + NMS as `model.predict` (numpy twin).
+    """Predictions of an exported model (ONNX Runtime, OpenVINO or ncnn, by suffix) with the same
+    decode + NMS as `model.predict` (numpy twin).
 
     `OnnxPredictor.from_config(onnx_path, cfg.model)` takes its postprocess settings from the
     config (as the PyTorch path does); `predict_batch(images: np.float32 [B, 3, H, W] (already
@@ -77,13 +88,16 @@ def _onnx_predict_fn(cfg: Any, onnx_path: Path) -> PredictFn:
     pixels, scores [K], labels [K]). The model's input size must be the config's.
     """
     try:
-        from nanodet_ghost.inference.onnx_predictor import OnnxPredictor
+        if onnx_path.suffix.lower() == ".onnx":
+            from nanodet_ghost.inference.onnx_predictor import OnnxPredictor as predictor_class
+        else:  # OpenVINO .xml, ncnn .param: the same numpy pre/post-processing over another runtime
+            from nanodet_ghost.inference.exported_predictor import ExportedPredictor as predictor_class
     except ImportError as exc:
         raise EvaluationInputError(
-            f"cannot evaluate {onnx_path}: ONNX evaluation needs onnxruntime and "
-            f"nanodet_ghost.inference.onnx_predictor ({exc})"
+            f"cannot evaluate {onnx_path}: exported-model evaluation needs "
+            f"nanodet_ghost.inference ({exc})"
         ) from None
-    predictor = OnnxPredictor.from_config(str(onnx_path), cfg.model)
+    predictor = predictor_class.from_config(str(onnx_path), cfg.model)
     config_size = tuple(int(v) for v in (cfg.data.get("input_size") or ()))
     model_size = getattr(predictor, "input_size", None)
     if model_size is not None and config_size and tuple(model_size) != config_size:
@@ -131,22 +145,27 @@ def evaluate_checkpoint(
     device: Optional[str] = None,
     batches: Optional[Iterable[Mapping[str, Any]]] = None,
     strict: bool = True,
+    strict_images: Optional[bool] = None,
 ) -> CocoEvalResult:
-    """Predict a split with a checkpoint (`.ckpt`, EMA weights preferred) or an `.onnx` model,
+    """Predict a split with a checkpoint (`.ckpt`, EMA weights preferred) or an exported model
+    (`.onnx`, OpenVINO `.xml`, ncnn `.param`),
     and score it with COCO bbox metrics.
 
     Args:
         cfg: the loaded config (`nanodet_ghost.config.load_config`).
-        ckpt_path: Lightning checkpoint, or an exported `.onnx` file.
+        ckpt_path: Lightning checkpoint, or an exported `.onnx` / `.xml` / `.param` file.
         split: "val" or "test" (the `data.<split>` section of the config).
         out: where to write the COCO results json (optional).
         stats_out: where to write `{"stats": [...], "per_class_ap": {...}}` (optional).
         device: torch device; default "cuda" when available, else "cpu".
         batches: collated batches to use instead of `build_dataloader` (tests).
         strict: see `CocoEvaluator`.
+        strict_images: an unreadable image is an error instead of being dropped with its ground
+            truth; None: `cfg.evaluation.strict`.
 
     Raises:
         EvaluationInputError: missing checkpoint, missing split, or bad predictions.
+        CheckpointMismatchError: a checkpoint that is unsafe or does not fit `cfg.model`.
     """
     import torch
 
@@ -163,21 +182,26 @@ def evaluate_checkpoint(
 
     dataset = build_dataset(cfg.data, split)
     source = _source_of(dataset)
-    if ckpt.suffix.lower() == ".onnx":
+    if ckpt.suffix.lower() in (".onnx", ".xml", ".param"):  # exported: ONNX Runtime, OpenVINO, ncnn
         predict_fn = _onnx_predict_fn(cfg, ckpt)
     else:
         predict_fn = _torch_predict_fn(cfg, ckpt, device)
     logger.info("evaluating %s on the %s split (%d images, device %s)",
                 ckpt, split, len(dataset), device)
+    if strict_images is None:
+        strict_images = bool(cfg.get("evaluation", {}).get("strict", False))
+    unreadable: Dict[int, str] = {}
     predictions = collect_predictions(
-        predict_fn, batches if batches is not None else _build_loader(cfg, dataset), device
+        predict_fn, batches if batches is not None else _build_loader(cfg, dataset), device,
+        unreadable=unreadable, strict_images=strict_images,
     )
     results = predictions_to_coco_results(predictions, source.category_ids)
     if out is not None:
         logger.info("COCO results written to %s", save_coco_results(results, out))
     evaluator = CocoEvaluator(source.to_coco(), source.category_ids, source.class_names,
-                              strict=strict)
-    result = evaluator.evaluate_results(results, source=f"predictions of {ckpt}")
+                              strict=strict, strict_images=strict_images)
+    result = evaluator.evaluate_results(results, source=f"predictions of {ckpt}",
+                                        unreadable=unreadable)
     if stats_out is not None:
         logger.info("stats written to %s", save_stats(result.stats, result.per_class_ap, stats_out))
     return result

@@ -17,7 +17,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from nanodet_ghost.export.graph import remove_identity_slices
+from nanodet_ghost.config import load_config
+from nanodet_ghost.export.graph import global_pool_reduce_means, remove_identity_slices
+from nanodet_ghost.model import load_detector
 from nanodet_ghost.model.fuse import fuse_model
 
 logger = logging.getLogger(__name__)
@@ -170,7 +172,7 @@ def export_onnx(
                           dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True,
                           dynamo=False)
     exported = onnx.load(out_path)
-    if remove_identity_slices(exported):
+    if remove_identity_slices(exported) + global_pool_reduce_means(exported):
         onnx.save(exported, out_path)
     onnx.checker.check_model(exported)
     if simplify:
@@ -187,12 +189,7 @@ def export_checkpoint(config: Any, ckpt: Union[str, os.PathLike], out_path: Unio
                       overrides: Sequence[str] = (), **kwargs: Any) -> str:
     """Load `config` (path or DictConfig), build the model, load the checkpoint (EMA weights
     preferred) and `export_onnx` it. `kwargs` go to `export_onnx`."""
-    from nanodet_ghost.config import load_config
-    from nanodet_ghost.model import build_model
-    from nanodet_ghost.trainer.checkpoint import load_detector_weights
-
     cfg = load_config(config, overrides) if isinstance(config, (str, os.PathLike)) else config
-    model = build_model(cfg.model)
-    source = load_detector_weights(model, ckpt, prefer_ema=True)
-    logger.info("exporting the %s weights of %s", source, ckpt)
+    model = load_detector(cfg, ckpt, prefer_ema=True)
+    logger.info("exporting the weights of %s", ckpt)
     return export_onnx(model, cfg, out_path, **kwargs)

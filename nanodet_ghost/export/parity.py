@@ -1,6 +1,7 @@
-"""Accuracy parity of an exported model: COCO mAP through ONNX Runtime vs through PyTorch.
+"""Parity of an exported model with PyTorch: COCO mAP (ONNX Runtime, OpenVINO or ncnn vs PyTorch)
+and the raw network output.
 
-Both paths run through `nanodet_ghost.evaluation.evaluate_checkpoint` on the same split, with the
+For mAP, both paths run through `nanodet_ghost.evaluation.evaluate_checkpoint` on the same split, with the
 same preprocessing (the val pipeline), the same postprocess settings (`cfg.model.postprocess`) and
 the same COCO scoring, so any difference comes from the exported graph and the numpy
 post-processing alone.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Tuple, Union
 
 from nanodet_ghost.evaluation.coco import STAT_NAMES, CocoEvalResult
 
@@ -42,11 +43,11 @@ class ParityResult:
         return self.map_diff <= self.tolerance
 
     def summary(self) -> str:
-        lines = [f"{'stat':<14}{'pytorch':>10}{'onnx':>10}{'diff':>10}"]
+        lines = [f"{'stat':<14}{'pytorch':>10}{'export':>10}{'diff':>10}"]
         for name, a, b in zip(STAT_NAMES, self.torch_result.stats, self.onnx_result.stats):
             lines.append(f"{name:<14}{a:>10.4f}{b:>10.4f}{b - a:>+10.4f}")
         lines.append(f"detections: pytorch {self.torch_result.num_detections}, "
-                     f"onnx {self.onnx_result.num_detections}")
+                     f"export {self.onnx_result.num_detections}")
         lines.append(f"mAP difference {self.map_diff:.5f} ({'within' if self.ok else 'OUTSIDE'} "
                      f"the tolerance {self.tolerance})")
         return "\n".join(lines)
@@ -62,7 +63,8 @@ def compare_onnx_with_pytorch(
     tolerance: float = DEFAULT_TOLERANCE,
     results_dir: Optional[Union[str, os.PathLike]] = None,
 ) -> ParityResult:
-    """Evaluate `ckpt_path` (PyTorch, EMA weights) and `onnx_path` (ONNX Runtime) on `split`.
+    """Evaluate `ckpt_path` (PyTorch, EMA weights) and the export `onnx_path` (.onnx, OpenVINO .xml
+    or ncnn .param, run by its runtime) on `split`.
 
     Args:
         cfg: the loaded config the checkpoint was trained with.
@@ -85,8 +87,30 @@ def compare_onnx_with_pytorch(
     onnx_result = evaluate_checkpoint(cfg, onnx_path, split, device=device, batches=batches, out=outs[1])
     result = ParityResult(torch_result, onnx_result, tolerance)
     if result.ok:
-        logger.info("ONNX vs PyTorch on %s: mAP %.4f vs %.4f, difference %.2g (tolerance %g)", split,
+        logger.info("%s vs PyTorch on %s: mAP %.4f vs %.4f, difference %.2g (tolerance %g)", onnx_path, split,
                     onnx_result.map, torch_result.map, result.map_diff, tolerance)
     else:
-        logger.warning("ONNX vs PyTorch on %s:\n%s", split, result.summary())
+        logger.warning("%s vs PyTorch on %s:\n%s", onnx_path, split, result.summary())
     return result
+
+
+def raw_output_difference(model: Any, model_path: Union[str, os.PathLike], batch: Any,
+                          num_threads: Optional[int] = None) -> Tuple[float, float]:
+    """Largest |export - PyTorch| over the raw outputs `[B, N, C + 4(R+1)]` on `batch` (float32
+    [B, 3, H, W]), and the largest |PyTorch output| (the scale to judge it by).
+
+    The PyTorch side is `ExportWrapper(model)` (unfused, sigmoid on the class channels); the export
+    runs through its backend (`nanodet_ghost.inference.backends.load_backend`)."""
+    import numpy as np
+    import torch
+
+    from nanodet_ghost.export.onnx import ExportWrapper
+    from nanodet_ghost.inference.exported_predictor import ExportedPredictor
+
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    with torch.no_grad():
+        expected = ExportWrapper(model).eval()(torch.from_numpy(batch)).numpy()
+    got = ExportedPredictor(model_path, num_threads=num_threads).forward(batch)
+    if got.shape != expected.shape:
+        raise ValueError(f"{model_path}: output shape {list(got.shape)}, PyTorch gives {list(expected.shape)}")
+    return float(np.abs(got - expected).max()), float(np.abs(expected).max())

@@ -1,4 +1,5 @@
-"""Inference: `Predictor` (PyTorch) and `OnnxPredictor` (ONNX Runtime, numpy + OpenCV only).
+"""Inference: `Predictor` (PyTorch), `ExportedPredictor` (ONNX Runtime, OpenVINO or ncnn, numpy +
+OpenCV only; `OnnxPredictor` is its ONNX Runtime form) and `load_predictor(path)` for any of them.
 
 Nothing is imported eagerly, so `import nanodet_ghost.inference.onnx_predictor` stays torch-free.
 """
@@ -10,6 +11,8 @@ from typing import Any
 _LAZY = {
     "Predictor": "nanodet_ghost.inference.predictor",
     "OnnxPredictor": "nanodet_ghost.inference.onnx_predictor",
+    "ExportedPredictor": "nanodet_ghost.inference.exported_predictor",
+    "load_predictor": "nanodet_ghost.inference.factory",
     "Detections": "nanodet_ghost.inference.common",
 }
 

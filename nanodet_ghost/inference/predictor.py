@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nanodet_ghost.config import load_config
 from nanodet_ghost.inference.common import (
     Detections,
     ImageInput,
@@ -18,6 +19,7 @@ from nanodet_ghost.inference.common import (
     make_detections,
     preprocess_batch,
 )
+from nanodet_ghost.model import load_detector
 
 logger = logging.getLogger(__name__)
 
@@ -66,20 +68,23 @@ class Predictor:
             raise ValueError(f"the model has {num_classes} classes but {len(self.class_names)} class names "
                              "were given")
 
+    @staticmethod
+    def from_model(path: Union[str, os.PathLike], config: Any = None, **kwargs: Any) -> Any:
+        """The predictor for any model file, by suffix: `.ckpt` → `Predictor` (needs `config`),
+        `.onnx` → `OnnxPredictor`, OpenVINO `.xml` / ncnn `.param` → `ExportedPredictor`; all
+        share `predict`. `kwargs`: see `nanodet_ghost.inference.factory.load_predictor`."""
+        from nanodet_ghost.inference.factory import load_predictor
+
+        return load_predictor(path, config, **kwargs)
+
     @classmethod
     def from_checkpoint(cls, config: Any, ckpt: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",
                         overrides: Sequence[str] = (), fuse: bool = True, **kwargs: Any) -> "Predictor":
         """Build the model of `config` (a YAML path or a loaded DictConfig, with `overrides`) and
         load the checkpoint's weights (EMA preferred); fused for inference unless `fuse=False`.
         `kwargs` go to the constructor (`batch_size`)."""
-        from nanodet_ghost.config import load_config
-        from nanodet_ghost.model import build_model
-        from nanodet_ghost.trainer.checkpoint import load_detector_weights
-
         cfg = load_config(config, overrides) if isinstance(config, (str, os.PathLike)) else config
-        model = build_model(cfg.model)
-        load_detector_weights(model, ckpt, prefer_ema=True)
-        return cls.from_config(cfg, model, device=device, fuse=fuse, **kwargs)
+        return cls.from_config(cfg, load_detector(cfg, ckpt, prefer_ema=True), device=device, fuse=fuse, **kwargs)
 
     @classmethod
     def from_config(cls, cfg: Any, model: nn.Module, device: Union[str, torch.device] = "cpu",

@@ -30,8 +30,10 @@ def _text_color(bg: Color) -> Color:
 
 
 def draw_detections(img: np.ndarray, dets: Detections, palette: Optional[List[Color]] = None,
-                    score_thr: float = 0.0, thickness: Optional[int] = None) -> np.ndarray:
-    """Copy of `img` (uint8 [H, W, 3] BGR) with boxes and "name 0.87" labels drawn.
+                    score_thr: float = 0.0, thickness: Optional[int] = None,
+                    show_scores: bool = True) -> np.ndarray:
+    """Copy of `img` (uint8 [H, W, 3] BGR) with boxes and "name 0.87" labels drawn ("name" alone
+    with `show_scores=False`, e.g. for ground truth).
 
     Line width and font scale follow the image size so labels stay readable on large photos."""
     out = img.copy()
@@ -48,7 +50,7 @@ def draw_detections(img: np.ndarray, dets: Detections, palette: Optional[List[Co
         x1, y1, x2, y2 = (int(round(float(v))) for v in dets.boxes[k])
         color = palette[int(dets.labels[k]) % len(palette)]
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
-        text = f"{dets.names[k]} {score:.2f}"
+        text = f"{dets.names[k]} {score:.2f}" if show_scores else str(dets.names[k])
         (tw, th), baseline = cv2.getTextSize(text, font, font_scale, max(1, thickness - 1))
         top = y1 - th - baseline - 2 if y1 - th - baseline - 2 >= 0 else y1  # inside when no room above
         left = min(max(x1, 0), max(w - tw - 2, 0))

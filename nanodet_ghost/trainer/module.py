@@ -5,15 +5,21 @@ All detection logic lives in `nanodet_ghost.model`; this class only schedules it
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 
-from nanodet_ghost.evaluation import CocoEvalResult, CocoEvaluator, gather_predictions
-from nanodet_ghost.model import build_model
+from nanodet_ghost.evaluation import (
+    CocoEvalResult,
+    CocoEvaluator,
+    gather_predictions,
+    gather_unreadable,
+)
+from nanodet_ghost.evaluation.unreadable import unreadable_in_batch
+from nanodet_ghost.model import Detector
 from nanodet_ghost.trainer.ema import ModelEMA
 from nanodet_ghost.trainer.optim import build_optimizer, build_scheduler
 
@@ -28,37 +34,40 @@ class DetectorModule(pl.LightningModule):
     """Train and validate a `Detector`.
 
     Args:
-        model: the `model:` config section as a plain dict (see `build_model`).
+        model: the detector (`nanodet_ghost.model.build_model`); its state dict keys appear in
+            checkpoints under `model.` (live weights) and `ema.module.` (EMA weights).
         optimizer: `OptimizerConfig` fields as a dict.
         scheduler: `SchedulerConfig` fields as a dict.
         ema_decay: EMA decay, or None to validate the live weights.
         ema_warmup: steps over which the EMA decay ramps up.
         nonfinite_patience: consecutive non-finite losses before aborting.
-        class_names: names of the contiguous labels (for logs).
         channels_last: keep weights and images in NHWC layout. oneDNN's CPU convolutions run
             about 1.3x faster per training step in it (docs/benchmarks.md); the weights and
             their values are the same either way.
+
+    The hyper-parameters saved in checkpoints leave the detector out: a run is rebuilt from its
+    config (`trainer.runner.build_module`), never from `hparams`.
     """
 
     def __init__(
         self,
-        model: Dict[str, Any],
+        model: Detector,
         optimizer: Dict[str, Any],
         scheduler: Dict[str, Any],
         ema_decay: Optional[float] = 0.9998,
         ema_warmup: int = 2000,
         nonfinite_patience: int = 10,
-        class_names: Optional[List[str]] = None,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.model = build_model(model)
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)  # before the EMA copies it
         self.ema = ModelEMA(self.model, ema_decay, ema_warmup) if ema_decay else None
         self.evaluator: Optional[CocoEvaluator] = None
         self._val_predictions: Dict[int, Dict[str, np.ndarray]] = {}
+        self._val_unreadable: Dict[int, str] = {}  # image id -> "file_name: problem"
         self._nonfinite_streak = 0
         self.last_eval: Optional[CocoEvalResult] = None
 
@@ -118,8 +127,12 @@ class DetectorModule(pl.LightningModule):
     # --------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
         self._val_predictions = {}
+        self._val_unreadable = {}
 
     def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> None:
+        self._val_unreadable.update(unreadable_in_batch(batch))
+        # A batch whose images were all unreadable (B = 0) takes the same path: the loss still
+        # joins its all-reduce and val/loss is still logged, as on every other rank.
         images = batch["images"].contiguous(memory_format=self.memory_format)
         input_hw = tuple(images.shape[-2:])
         model = self.eval_model
@@ -131,10 +144,11 @@ class DetectorModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         predictions = gather_predictions(self._val_predictions)
-        self._val_predictions = {}
+        unreadable = gather_unreadable(self._val_unreadable)  # same order of collectives on all ranks
+        self._val_predictions, self._val_unreadable = {}, {}
         if self.trainer.sanity_checking or self.evaluator is None:
             return
-        result = self.evaluator.evaluate(predictions)
+        result = self.evaluator.evaluate(predictions, unreadable=unreadable)
         logger.info("epoch %d: evaluated %d images (%d detections)\n%s\n%s", self.current_epoch,
                     len(predictions), result.num_detections, result.summary, result.table)
         self.log_dict({k: float(v) for k, v in result.metrics("val/").items()}, rank_zero_only=False)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -33,35 +34,69 @@ def build_optimizer(
     return OPTIMIZERS[name](groups, lr=lr, **extra)
 
 
-def lr_factor_fn(
-    name: str,
-    total_steps: int,
-    steps_per_epoch: int,
-    warmup_steps: int = 300,
-    warmup_ratio: float = 0.1,
-    min_lr_ratio: float = 0.05,
-    milestones: Sequence[int] = (),
-    gamma: float = 0.1,
-) -> Callable[[int], float]:
-    """Multiplier of the base learning rate at optimizer step `step` (0-based)."""
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown scheduler '{name}', expected one of {SCHEDULES}")
-    milestone_steps: List[int] = [m * max(steps_per_epoch, 1) for m in milestones]
-    total_steps = max(total_steps, 1)
+@dataclass
+class LRSchedule:
+    """Multiplier of the base learning rate at optimizer step `step` (0-based): linear warmup over
+    `warmup_steps`, times a cosine from 1 down to `min_lr_ratio` that reaches the floor on the last
+    step (`total_steps - 1`), or a step decay by `gamma` at each epoch in `milestones`.
 
-    def factor(step: int) -> float:
-        if name == "cosine":
-            progress = min(step / total_steps, 1.0)
-            value = min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    `total_steps` may change during training: `TimeBudget` resizes the plan when it knows how
+    many epochs fit, and the schedule continues from the current step on the new length.
+    """
+
+    name: str
+    total_steps: int
+    steps_per_epoch: int
+    warmup_steps: int = 300
+    warmup_ratio: float = 0.1
+    min_lr_ratio: float = 0.05
+    milestones: Sequence[int] = ()
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.name not in SCHEDULES:
+            raise ValueError(f"unknown scheduler '{self.name}', expected one of {SCHEDULES}")
+
+    def __call__(self, step: int) -> float:
+        if self.name == "cosine":
+            progress = min(step / max(self.total_steps - 1, 1), 1.0)
+            value = self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
         else:
-            value = gamma ** sum(step >= m for m in milestone_steps)
-        if step < warmup_steps:
-            value *= warmup_ratio + (1.0 - warmup_ratio) * step / warmup_steps
+            value = self.gamma ** sum(step >= m * max(self.steps_per_epoch, 1) for m in self.milestones)
+        if step < self.warmup_steps:
+            value *= self.warmup_ratio + (1.0 - self.warmup_ratio) * step / self.warmup_steps
         return value
 
-    return factor
+
+def lr_factor_fn(name: str, total_steps: int, steps_per_epoch: int, **schedule) -> Callable[[int], float]:
+    """`LRSchedule(name, total_steps, steps_per_epoch, **schedule)` (kept for callers of the old name)."""
+    return LRSchedule(name, total_steps, steps_per_epoch, **schedule)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int, **schedule) -> LambdaLR:
-    """A `LambdaLR` stepped once per optimizer step (its state is checkpointed by Lightning)."""
-    return LambdaLR(optimizer, lr_factor_fn(total_steps=total_steps, steps_per_epoch=steps_per_epoch, **schedule))
+class PlannedLR(LambdaLR):
+    """`LambdaLR` over one `LRSchedule` that checkpoints the step, not the plan.
+
+    The schedule's length comes from the config (and the time budget) of the run that loads the
+    checkpoint, so `--resume train.max_epochs=60` stretches the cosine to the new end instead of
+    keeping the old one. `LambdaLR` would otherwise save and restore the schedule's attributes.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: LRSchedule) -> None:
+        self.schedule = schedule
+        super().__init__(optimizer, schedule)
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["lr_lambdas"] = [None] * len(state["lr_lambdas"])
+        state.pop("schedule", None)
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict, lr_lambdas=[None] * len(self.lr_lambdas))
+        state_dict.pop("schedule", None)
+        super().load_state_dict(state_dict)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int, **schedule) -> PlannedLR:
+    """A `PlannedLR` stepped once per optimizer step (its step is checkpointed by Lightning)."""
+    return PlannedLR(optimizer, LRSchedule(total_steps=total_steps, steps_per_epoch=steps_per_epoch, **schedule))

@@ -4,20 +4,27 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from nanodet_ghost.config import to_yaml
-from nanodet_ghost.trainer.checkpoint import AtomicCheckpointIO, load_for_finetune, read_checkpoint
+from nanodet_ghost.config import ConfigError, to_yaml
+from nanodet_ghost.evaluation import evaluate_checkpoint
+from nanodet_ghost.model import build_model
+from nanodet_ghost.model.weights import load_for_finetune, read_checkpoint
+from nanodet_ghost.trainer.callbacks import ValidateBeforeStop
+from nanodet_ghost.trainer.checkpoint import AtomicCheckpointIO
 from nanodet_ghost.trainer.datamodule import DetectionDataModule
 from nanodet_ghost.trainer.module import DetectorModule
+from nanodet_ghost.trainer.plot_callbacks import finish_run_plots, training_pictures
+from nanodet_ghost.trainer.time_budget import TimeBudget, parse_duration
 
 logger = logging.getLogger(__name__)
 # The EMA copy is kept in eval mode on purpose; Lightning would warn about it on every fit.
@@ -61,26 +68,11 @@ def check_class_count(cfg: DictConfig, datamodule: DetectionDataModule) -> None:
             )
 
 
-def warn_unvalidated_tail(max_epochs: int, val_interval: int) -> Optional[int]:
-    """Warn when the last epochs are never validated (the best checkpoint cannot come from them).
-
-    Returns the number of such epochs, or None when the final epoch is validated.
-    """
-    tail = max_epochs % max(val_interval, 1)
-    if max_epochs <= 0 or tail == 0:
-        return None
-    logger.warning(
-        "train.max_epochs=%d is not a multiple of train.val_interval=%d: the last validation is after "
-        "epoch %d, so the final %d epochs can never give the best checkpoint (last.ckpt still has them)",
-        max_epochs, val_interval, max_epochs - tail, tail)
-    return tail
-
-
 def resolve_resume(save_dir: Path, resume: Optional[str]) -> Optional[str]:
-    """`--resume` with no path means the run's own last checkpoint."""
+    """The checkpoint to resume from: `resume` is a path, or "last" for the run's own last.ckpt."""
     if resume is None:
         return None
-    path = Path(resume) if resume not in ("", "last", "auto") else save_dir / CHECKPOINT_DIR / f"{LAST_NAME}.ckpt"
+    path = save_dir / CHECKPOINT_DIR / f"{LAST_NAME}.ckpt" if resume == "last" else Path(resume)
     if not path.is_file():
         raise FileNotFoundError(f"cannot resume: checkpoint {path} does not exist")
     read_checkpoint(path)  # refuse unsafe or broken files before Lightning touches them
@@ -88,27 +80,37 @@ def resolve_resume(save_dir: Path, resume: Optional[str]) -> Optional[str]:
 
 
 def build_module(cfg: DictConfig) -> DetectorModule:
+    """The detector of `cfg.model` (with `train.load_from` weights) in a `DetectorModule`."""
     train = cfg.train
-    module = DetectorModule(
-        model=OmegaConf.to_container(cfg.model, resolve=True),
+    model = build_model(cfg.model)
+    if train.load_from:
+        load_for_finetune(model, train.load_from)  # before the module copies it into the EMA
+    return DetectorModule(
+        model,
         optimizer=OmegaConf.to_container(train.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(train.scheduler, resolve=True),
         ema_decay=train.ema_decay,
         ema_warmup=train.ema_warmup,
         nonfinite_patience=train.nonfinite_patience,
-        class_names=list(cfg.data.class_names),
         channels_last=train.channels_last,
     )
-    if train.load_from:
-        load_for_finetune(module.model, train.load_from)
-        if module.ema is not None:
-            module.ema.module.load_state_dict(module.model.state_dict())
-    return module
 
 
 def next_log_version(log_root: Path) -> str:
     numbers = [int(p.name[len("version_"):]) for p in log_root.glob("version_*") if p.name[len("version_"):].isdigit()]
     return f"version_{max(numbers, default=-1) + 1}"
+
+
+def time_budget_callback(train: DictConfig) -> List[Callback]:
+    """`[TimeBudget]` when `train.time_budget` is set, else `[]`."""
+    if not train.time_budget:
+        return []
+    try:
+        budget_s = parse_duration(train.time_budget)
+    except ValueError as exc:
+        raise ConfigError(f"train.time_budget: {exc}") from None
+    validations = max(1, round(train.max_epochs / max(train.val_interval, 1)))
+    return [TimeBudget(budget_s, validations=validations)]
 
 
 def build_trainer(cfg: DictConfig, save_dir: Path, extra_callbacks: Sequence[Callback] = ()) -> pl.Trainer:
@@ -119,6 +121,8 @@ def build_trainer(cfg: DictConfig, save_dir: Path, extra_callbacks: Sequence[Cal
                         save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
         ModelCheckpoint(dirpath=checkpoint_dir, filename=LAST_NAME, save_top_k=1, every_n_epochs=1,
                         save_on_train_epoch_end=True, enable_version_counter=False),
+        *time_budget_callback(train),  # before ValidateBeforeStop: it may end the run at this epoch
+        ValidateBeforeStop(),  # the weights a run stops with can become best.ckpt
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=max(1, train.log_every_n_steps)),
         *extra_callbacks,
@@ -160,8 +164,6 @@ def _finite(value: float) -> Optional[float]:
 
 def final_evaluation(cfg: DictConfig, checkpoint: Path, save_dir: Path) -> Dict[str, Any]:
     """Evaluate the best checkpoint on val (and test when configured); write final_eval.json."""
-    from nanodet_ghost.evaluation import evaluate_checkpoint
-
     report: Dict[str, Any] = {"checkpoint": str(checkpoint)}
     splits = ["val"] + (["test"] if cfg.data.test is not None else [])
     for split in splits:
@@ -181,19 +183,21 @@ def final_evaluation(cfg: DictConfig, checkpoint: Path, save_dir: Path) -> Dict[
 def train(cfg: DictConfig, resume: Optional[str] = None, extra_callbacks: Sequence[Callback] = (),
           evaluate_at_end: bool = True) -> TrainResult:
     """Train as the config says; `resume` is a checkpoint path or "last"."""
+    start = time.perf_counter()
     save_dir = Path(cfg.train.save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = resolve_resume(save_dir, resume)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
-    datamodule = DetectionDataModule(cfg.data, seed=cfg.train.seed)
+    datamodule = DetectionDataModule(cfg.data, seed=cfg.train.seed,
+                                     strict_images=cfg.evaluation.strict)
     datamodule.setup("fit")
     check_class_count(cfg, datamodule)
-    warn_unvalidated_tail(cfg.train.max_epochs, cfg.train.val_interval)
     (save_dir / "config.yaml").write_text(to_yaml(cfg))
 
     module = build_module(cfg)
-    trainer = build_trainer(cfg, save_dir, extra_callbacks)
+    pictures = training_pictures(cfg, save_dir) if cfg.train.plots else None
+    trainer = build_trainer(cfg, save_dir, [*extra_callbacks, *([pictures] if pictures else [])])
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     checkpoint_dir = save_dir / CHECKPOINT_DIR
@@ -203,4 +207,6 @@ def train(cfg: DictConfig, resume: Optional[str] = None, extra_callbacks: Sequen
     report = None
     if evaluate_at_end and trainer.is_global_zero and best is not None:
         report = final_evaluation(cfg, best, save_dir)
+    if pictures is not None and trainer.is_global_zero:
+        finish_run_plots(cfg, save_dir, pictures, time.perf_counter() - start)
     return TrainResult(save_dir, best, last if last.is_file() else None, report, trainer.is_global_zero)

@@ -12,7 +12,7 @@ import pytest
 
 from nanodet_ghost.data.base import DatasetError, ImageReadError
 from nanodet_ghost.data.coco import CocoSource
-from nanodet_ghost.data.image_io import read_image, read_image_size
+from nanodet_ghost.data.image_io import inspect_image, read_image, read_image_size
 from nanodet_ghost.data.voc import VocSource
 from nanodet_ghost.data.yolo import YoloSource
 
@@ -72,13 +72,14 @@ def test_jpeg_with_trailing_bytes_is_fine(tmp_path: Path) -> None:
 def test_png_named_jpg(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     img = _image()
     path = _write(tmp_path / "really_png.jpg", _encode(img, ".png"))
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.DEBUG):
         out = read_image(str(path))
         read_image(str(path))
     np.testing.assert_array_equal(out, img)
-    lies = [r for r in caplog.records if "extension says jpeg but the content is png" in r.message]
-    assert len(lies) == 1 and "really_png.jpg" in lies[0].message
+    assert not caplog.records  # counted by the dataset's summary line, not logged per file
     assert read_image_size(str(path)) == (48, 64)
+    info = inspect_image(str(path))
+    assert info.extension_mismatch and (info.format, info.extension_format) == ("png", "jpeg")
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg"])
@@ -143,7 +144,7 @@ def test_coco_missing_image_is_counted(tmp_path: Path, caplog: pytest.LogCapture
     lines = [r for r in caplog.records if r.message.startswith("mini:")]
     assert len(lines) == 1 and lines[0].levelno == logging.WARNING
     assert lines[0].message == ("mini: 1 images, 1 boxes, 0 ignore regions; "
-                                "skipped 1 missing image (gone.jpg)")
+                                "skipped 1 missing image (gone.jpg); layout: COCO ann.json + img/")
 
 
 def test_coco_corrupt_image_raises_on_load(tmp_path: Path) -> None:
@@ -237,7 +238,8 @@ def test_voc_dirty_boxes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> No
     assert src.fixed == {"clipped box": 1}
     lines = [r.message for r in caplog.records if r.message.startswith("dirty:")]
     assert lines == ["dirty: 1 images, 2 boxes, 0 ignore regions; skipped 1 box outside the image "
-                     "(a.xml), 2 zero-size boxes (a.xml); repaired 1 clipped box (a.xml)"]
+                     "(a.xml), 2 zero-size boxes (a.xml); repaired 1 clipped box (a.xml); "
+                     "layout: VOC flat folder (xml beside the images)"]
 
 
 def test_voc_non_numeric_box(tmp_path: Path) -> None:
@@ -248,9 +250,20 @@ def test_voc_non_numeric_box(tmp_path: Path) -> None:
 
 def test_voc_unreadable_image_skipped(tmp_path: Path) -> None:
     _voc(tmp_path, _voc_xml(_voc_obj("cat", 1, 1, 9, 9)))
+    cv2.imwrite(str(tmp_path / "b.jpg"), _image())
+    (tmp_path / "b.xml").write_text(_voc_xml(_voc_obj("cat", 1, 1, 9, 9)).replace("a.jpg", "b.jpg"))
     (tmp_path / "a.jpg").write_bytes(b"garbage")
     src = VocSource(str(tmp_path), ["cat"])
-    assert len(src) == 0 and src.skipped == {"unreadable image": 1}
+    assert len(src) == 1 and src.skipped == {"unreadable image": 1}
+    assert "skipped 1 unreadable image (a.jpg)" in src.summary()
+
+
+def test_source_left_without_images_is_an_error(tmp_path: Path) -> None:
+    _voc(tmp_path, _voc_xml(_voc_obj("cat", 1, 1, 9, 9)))
+    (tmp_path / "a.jpg").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match=r"^sole: no usable image is left \(sole: 0 images.*"
+                                           r"skipped 1 unreadable image \(a\.jpg\)"):
+        VocSource(str(tmp_path), ["cat"], name="sole")
 
 
 # ------------------------------------------------------------------ yolo txt

@@ -1,10 +1,12 @@
 """collate, DetectionDataset (bad-image substitution), build_dataset / build_dataloader, seeds."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Dict, List
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -73,8 +75,7 @@ def test_bad_image_is_substituted_logged_once_and_counted(caplog) -> None:
 
 
 def test_bad_image_raises_when_not_substituting_or_all_bad() -> None:
-    strict = DetectionDataset(FakeSource(bad={0}), ValPipeline((64, 64)),
-                              substitute_bad_images=False)
+    strict = DetectionDataset(FakeSource(bad={0}), ValPipeline((64, 64)), unreadable="raise")
     with pytest.raises(ImageReadError, match="img0.jpg"):
         strict[0]
     all_bad = DetectionDataset(FakeSource(n=3, bad={0, 1, 2}), ValPipeline((64, 64)),
@@ -82,6 +83,55 @@ def test_bad_image_raises_when_not_substituting_or_all_bad() -> None:
     with pytest.raises(ImageReadError, match="in a row"):
         all_bad[0]
     assert all_bad.num_read_errors == 5
+
+
+def test_eval_dataset_marks_unreadable_images_and_collate_drops_them() -> None:
+    ds = DetectionDataset(FakeSource(n=4, bad={1, 2}), ValPipeline((64, 64)), unreadable="mark")
+    samples = [ds[i] for i in range(4)]
+    assert samples[1] == dict(unreadable="truncated JPEG", meta=dict(image_id=1,
+                                                                     file_name="img1.jpg"))
+    assert ds.num_read_errors == 2 and ds.bad_files == {"/data/img1.jpg", "/data/img2.jpg"}
+    batch = collate(samples[:3])
+    assert batch["images"].shape == (1, 3, 64, 64)
+    assert [m["image_id"] for m in batch["metas"]] == [0] and len(batch["targets"]) == 1
+    assert batch["dropped"] == [dict(image_id=1, file_name="img1.jpg", problem="truncated JPEG"),
+                                dict(image_id=2, file_name="img2.jpg", problem="truncated JPEG")]
+    assert collate(samples[3:])["dropped"] == []
+
+
+def test_batch_of_only_unreadable_images_is_empty() -> None:
+    ds = DetectionDataset(FakeSource(n=4, bad={1, 2}), ValPipeline((64, 64)), unreadable="mark")
+    batches = list(build_dataloader(ds, batch_size=2, num_workers=0, shuffle=False))
+    sizes = [b["images"].shape[0] for b in batches]
+    assert sizes == [1, 1]  # [0, bad 1], [bad 2, 3]
+    empty = collate([ds[1], ds[2]])
+    assert empty["images"].shape == (0, 3, 32, 32) and empty["metas"] == [] == empty["targets"]
+    assert [d["image_id"] for d in empty["dropped"]] == [1, 2]
+
+
+def test_unknown_unreadable_policy() -> None:
+    with pytest.raises(ValueError, match="unreadable must be one of"):
+        DetectionDataset(FakeSource(), ValPipeline((64, 64)), unreadable="skip")
+
+
+def test_val_split_without_boxes_warns(tmp_path: Path, caplog) -> None:
+    (tmp_path / "img").mkdir()
+    cv2.imwrite(str(tmp_path / "img" / "a.jpg"), np.zeros((20, 30, 3), np.uint8))
+    ann = tmp_path / "val.json"
+    ann.write_text(json.dumps(dict(images=[dict(id=1, file_name="a.jpg", width=30, height=20)],
+                                   annotations=[], categories=[dict(id=1, name="a")])))
+    cfg = OmegaConf.structured(DataConfig)
+    cfg.class_names = ["a"]
+    for split in ("train", "val"):
+        cfg[split].root, cfg[split].ann_file = str(tmp_path / "img"), str(ann)
+        cfg[split].name = split
+    with caplog.at_level(logging.WARNING, logger="nanodet_ghost.data.loader"):
+        build_dataset(cfg, "train")
+        assert not caplog.records  # background-only training data is allowed
+        build_dataset(cfg, "val")
+    assert [r.getMessage() for r in caplog.records] == [
+        "val: the val split has 1 images but no ground-truth boxes, so its mAP will be 0; "
+        "check data.val (class_names, label files, keep_background)"]
 
 
 class RandomDraws(Dataset):
@@ -131,7 +181,7 @@ def test_build_dataset_synthetic_and_dataloader(tmp_path: Path, monkeypatch) -> 
     assert isinstance(train.pipeline, TrainPipeline) and isinstance(val.pipeline, ValPipeline)
     assert len(train) == 6 and len(val) == 4
     assert train.class_names == list(synthetic.SYNTHETIC_CLASSES)
-    assert train.substitute_bad_images and not val.substitute_bad_images
+    assert train.unreadable == "substitute" and val.unreadable == "mark"
     batch = next(iter(build_dataloader(train, 3, 0, True, seed=0)))
     assert batch["images"].shape == (3, 3, 320, 320) and len(batch["targets"]) == 3
     with pytest.raises(ValueError, match="split"):

@@ -58,7 +58,8 @@ def test_bccd_train(bccd_root: Path, caplog: pytest.LogCaptureFixture) -> None:
     lines = [r for r in caplog.records if r.getMessage().startswith("bccd train:")]
     assert len(lines) == 1 and lines[0].levelno == logging.WARNING
     assert lines[0].getMessage() == ("bccd train: 205 images, 2804 boxes, 0 ignore regions; "
-                                     "skipped 1 zero-size box (BloodImage_00343.xml)")
+                                     "skipped 1 zero-size box (BloodImage_00343.xml); layout: "
+                                     "VOC Annotations/ + JPEGImages/, ImageSets/Main/train.txt")
 
 
 def test_bccd_val(bccd_root: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 
+from nanodet_ghost.cli import EXIT_DATA
 from nanodet_ghost.evaluation import (
     CocoEvaluator,
     EvaluationInputError,
@@ -86,7 +87,7 @@ def test_invalid_json_names_file_and_position(tmp_path: Path) -> None:
                                                    r"column 23 \(char 57\)"):
         evaluate_results_file(gt, bad)
     proc = run_cli("--ann", str(gt), "--results", str(bad), cwd=tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_DATA
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "line 2 column 23" in lines[0]
@@ -106,12 +107,12 @@ def test_cli_unknown_ids_missing_file_and_empty(tmp_path: Path) -> None:
     unknown = write(tmp_path / "u.json",
                     [{"image_id": 55, "category_id": 3, "bbox": [1, 2, 3, 4], "score": 0.5}])
     proc = run_cli("--ann", str(gt), "--results", str(unknown), cwd=tmp_path)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == EXIT_DATA and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     assert str(unknown) in proc.stderr and "[55]" in proc.stderr and "none match" in proc.stderr
 
     proc = run_cli("--ann", str(tmp_path / "nope.json"), "--results", str(unknown), cwd=tmp_path)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == EXIT_DATA and "Traceback" not in proc.stderr
     assert "ground-truth file not found" in proc.stderr and "nope.json" in proc.stderr
 
     empty = write(tmp_path / "empty.json", [])

@@ -12,6 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from nanodet_ghost.cli import EXIT_USAGE
 from nanodet_ghost.evaluation import EvaluationInputError, collect_predictions, evaluate_checkpoint
 from nanodet_ghost.evaluation import runner
 
@@ -105,5 +106,5 @@ def test_bad_checkpoint_inputs(cfg, tmp_path: Path) -> None:
 
 def test_cli_missing_config_is_one_line(tmp_path: Path) -> None:
     proc = run_cli(str(tmp_path / "nope.yml"), str(tmp_path / "x.ckpt"), cwd=tmp_path)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == EXIT_USAGE and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "nope.yml" in proc.stderr

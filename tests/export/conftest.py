@@ -1,4 +1,5 @@
-"""The export tests reuse the inference tests' helpers and fixtures (random calibrated model)."""
+"""The export tests reuse the inference tests' helpers (random calibrated model) and the
+`photo_paths` of tests/conftest.py (real demo photos, or generated ones without the data)."""
 from __future__ import annotations
 
 import sys
@@ -8,7 +9,7 @@ _INFERENCE_TESTS = str(Path(__file__).resolve().parent.parent / "inference")
 if _INFERENCE_TESTS not in sys.path:
     sys.path.insert(0, _INFERENCE_TESTS)
 
-from inference_helpers import calibrated_model, demo_images, make_cfg, read_images  # noqa: E402
+from inference_helpers import calibrated_model, make_cfg, read_images  # noqa: E402
 import pytest  # noqa: E402
 
 
@@ -18,5 +19,5 @@ def export_cfg():
 
 
 @pytest.fixture(scope="session")
-def export_model(export_cfg, demo_root):
-    return calibrated_model(export_cfg, read_images(demo_images(demo_root)))
+def export_model(export_cfg, photo_paths):
+    return calibrated_model(export_cfg, read_images(photo_paths))

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from inference_helpers import CONFIG, save_lightning_checkpoint
+from nanodet_ghost.cli import EXIT_CHECKPOINT
 from nanodet_ghost.export.onnx import ExportWrapper, export_onnx
 from nanodet_ghost.paths import REPO_ROOT
 
@@ -61,7 +62,7 @@ def test_export_tool_end_to_end(export_cfg, export_model, tmp_path: Path) -> Non
     assert np.abs(got - expected).max() < 1e-4
 
 
-def test_fixed_batch_export_and_predictor_loop(export_cfg, export_model, demo_root, tmp_path: Path) -> None:
+def test_fixed_batch_export_and_predictor_loop(export_cfg, export_model, photo_paths, tmp_path: Path) -> None:
     """Without --dynamic-batch the batch is 1; `OnnxPredictor` then runs a list image by image."""
     from nanodet_ghost.inference.onnx_predictor import OnnxPredictor
 
@@ -69,18 +70,21 @@ def test_fixed_batch_export_and_predictor_loop(export_cfg, export_model, demo_ro
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape == [1, 3, 128, 160]
     predictor = OnnxPredictor(path)
-    images = sorted(str(p) for p in demo_root.glob("*.jpg"))[:3]
+    images = [str(p) for p in photo_paths[:3]]
     batch = predictor.predict(images, score_thr=0.2)
     single = [predictor.predict(p, score_thr=0.2) for p in images]
+    assert len(batch) == len(single) == 3
+    assert sum(len(d) for d in single) > 0, "the test model should detect something"
     for a, b in zip(batch, single):
         np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.scores, b.scores)
 
 
 def test_export_tool_errors_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "broken.ckpt"
     bad.write_bytes(b"not a checkpoint")
     proc = _run_tool(str(CONFIG), str(bad), "--out", str(tmp_path / "m.onnx"))
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == EXIT_CHECKPOINT and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "broken.ckpt" in proc.stderr
     with pytest.raises(ValueError, match="opset"):
         export_onnx(torch.nn.Identity(), None, tmp_path / "x.onnx", opset=11)

@@ -1,4 +1,6 @@
-"""Fixtures of the inference tests: demo photos, a calibrated random model and its ONNX export."""
+"""Fixtures of the inference tests: a calibrated random model and its ONNX export.
+
+`photo_paths` (tests/conftest.py) gives the real demo photos, or generated ones without the data."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,15 +8,7 @@ from typing import List
 
 import pytest
 
-from inference_helpers import calibrated_model, demo_images, make_cfg, read_images
-
-
-@pytest.fixture(scope="session")
-def demo_paths(demo_root: Path) -> List[Path]:
-    paths = demo_images(demo_root)
-    if len(paths) < 2:
-        pytest.skip(f"too few demo photos in {demo_root}")
-    return paths
+from inference_helpers import calibrated_model, make_cfg, read_images
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +17,9 @@ def cfg320():
 
 
 @pytest.fixture(scope="session")
-def model320(cfg320, demo_paths):
-    """Random weights, BN statistics calibrated on the demo photos, scores spread over (0, 1)."""
-    return calibrated_model(cfg320, read_images(demo_paths))
+def model320(cfg320, photo_paths: List[Path]):
+    """Random weights, BN statistics calibrated on the photos, scores spread over (0, 1)."""
+    return calibrated_model(cfg320, read_images(photo_paths))
 
 
 @pytest.fixture(scope="session")

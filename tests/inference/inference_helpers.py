@@ -15,12 +15,6 @@ from nanodet_ghost.model import build_model
 from nanodet_ghost.paths import REPO_ROOT
 
 CONFIG = REPO_ROOT / "config" / "nanodet_ghost_320.yml"
-IMAGE_NAMES = ("000252.jpg", "000258.jpg", "bus.jpg", "dog.jpg", "street.png", "zidane.jpg")
-
-
-def demo_images(demo_root: Path) -> List[Path]:
-    """The demo photos that exist (the demo folder itself is required by the fixture)."""
-    return [demo_root / n for n in IMAGE_NAMES if (demo_root / n).is_file()]
 
 
 def make_cfg(*overrides: str):

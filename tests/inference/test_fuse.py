@@ -27,7 +27,7 @@ def test_fuse_conv_bn_unit(groups: int) -> None:
         torch.testing.assert_close(fuse_conv_bn(conv, bn)(x), seq(x), atol=1e-5, rtol=1e-5)
 
 
-def test_fused_detector_matches(cfg320, model320, demo_paths) -> None:
+def test_fused_detector_matches(cfg320, model320, photo_paths) -> None:
     reference = copy.deepcopy(model320.state_dict())
     fused = fuse_model(model320)
     assert remaining_batchnorms(model320), "the original must keep its BatchNorm layers"
@@ -36,7 +36,7 @@ def test_fused_detector_matches(cfg320, model320, demo_paths) -> None:
     for k, v in model320.state_dict().items():
         assert torch.equal(v, reference[k]), f"fuse_model modified the original ({k})"
 
-    images = read_images(demo_paths)
+    images = read_images(photo_paths)
     batch, _ = Predictor.from_config(cfg320, model320).preprocess(images)
     with torch.no_grad():
         raw, raw_fused = model320(batch), fused(batch)
@@ -52,9 +52,10 @@ def test_fused_detector_matches(cfg320, model320, demo_paths) -> None:
         diff64 = (fuse_model(model64)(crop) - model64(crop)).abs().max().item()
     assert diff64 < 1e-9
 
-    paths = [str(p) for p in demo_paths]
+    paths = [str(p) for p in photo_paths]
     plain = Predictor.from_config(cfg320, model320).predict(paths, score_thr=0.3)
     folded = Predictor.from_config(cfg320, model320, fuse=True).predict(paths, score_thr=0.3)
+    assert len(plain) == len(folded) == len(paths)
     assert sum(len(d) for d in plain) > 10
     for a, b in zip(plain, folded):
         assert_same_detections(a, b, box_atol=1e-3, score_atol=1e-5)

@@ -55,7 +55,7 @@ def test_map_parity_on_bccd(bccd_setup, tmp_path: Path) -> None:
     assert "mAP difference" in result.summary()
     torch_dets = json.loads((tmp_path / "pytorch_results.json").read_text())
     onnx_dets = json.loads((tmp_path / "onnx_results.json").read_text())
-    assert len(torch_dets) == len(onnx_dets)
+    assert len(torch_dets) == len(onnx_dets) == result.torch_result.num_detections
     key = lambda d: (d["image_id"], d["category_id"], -d["score"])  # noqa: E731
     for a, b in zip(sorted(torch_dets, key=key), sorted(onnx_dets, key=key)):
         assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])

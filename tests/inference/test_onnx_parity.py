@@ -10,21 +10,22 @@ from nanodet_ghost.inference.onnx_predictor import OnnxPredictor
 from nanodet_ghost.inference.predictor import Predictor
 
 
-def test_onnx_output_matches_pytorch(cfg320, model320, onnx320, demo_paths) -> None:
+def test_onnx_output_matches_pytorch(cfg320, model320, onnx320, photo_paths) -> None:
     predictor = Predictor.from_config(cfg320, model320)
-    batch, _ = predictor.preprocess(read_images(demo_paths))
+    batch, _ = predictor.preprocess(read_images(photo_paths))
     with torch.no_grad():
         raw = model320(batch)  # the unfused model: fusion is part of what is checked
     expected = torch.cat((raw[..., :80].sigmoid(), raw[..., 80:]), dim=-1).numpy()
     got = OnnxPredictor(onnx320, num_threads=2).forward(batch.numpy())
-    assert got.shape == expected.shape == (len(demo_paths), 2100, 80 + 32)
+    assert got.shape == expected.shape == (len(photo_paths), 2100, 80 + 32)
     assert np.abs(got - expected).max() < 1e-4
 
 
 @pytest.mark.parametrize("score_thr", [0.05, 0.3])
-def test_onnx_predictor_detections_equal_predictor(cfg320, model320, onnx320, demo_paths, score_thr) -> None:
-    torch_dets = Predictor.from_config(cfg320, model320).predict([str(p) for p in demo_paths], score_thr=score_thr)
-    onnx_dets = OnnxPredictor(onnx320, num_threads=2).predict([str(p) for p in demo_paths], score_thr=score_thr)
+def test_onnx_predictor_detections_equal_predictor(cfg320, model320, onnx320, photo_paths, score_thr) -> None:
+    torch_dets = Predictor.from_config(cfg320, model320).predict([str(p) for p in photo_paths], score_thr=score_thr)
+    onnx_dets = OnnxPredictor(onnx320, num_threads=2).predict([str(p) for p in photo_paths], score_thr=score_thr)
+    assert len(torch_dets) == len(onnx_dets) == len(photo_paths)
     assert sum(len(d) for d in torch_dets) > 10, "the test model should detect something"
     for a, b in zip(torch_dets, onnx_dets):
         assert a.image_hw == b.image_hw and a.source == b.source
@@ -42,17 +43,20 @@ def test_onnx_predictor_reads_everything_from_metadata(cfg320, onnx320) -> None:
     assert predictor.params.nms_iou == 0.6 and predictor.params.max_detections == 100
 
 
-def test_predict_batch_matches_predict(cfg320, onnx320, demo_paths) -> None:
+def test_predict_batch_matches_predict(cfg320, onnx320, photo_paths) -> None:
     """The evaluation hook's entry point gives what `predict` gives on the same images."""
     predictor = OnnxPredictor.from_config(onnx320, cfg320.model)
-    images = read_images(demo_paths[:3])
+    images = read_images(photo_paths[:3])
     from nanodet_ghost.inference.common import preprocess_batch
 
     batch, metas = preprocess_batch(images, (320, 320), True, cfg320.data.mean, cfg320.data.std)
     by_batch = predictor.predict_batch(batch, metas)
     by_image = predictor.predict(images)
+    assert len(by_batch) == len(by_image) == len(images) == 3
+    assert sum(len(d) for d in by_image) > 0, "the test model should detect something"
     for a, b in zip(by_batch, by_image):
         np.testing.assert_array_equal(a["boxes"], b.boxes)
+        np.testing.assert_array_equal(a["scores"], b.scores)
         np.testing.assert_array_equal(a["labels"], b.labels)
 
 

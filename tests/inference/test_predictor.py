@@ -18,7 +18,7 @@ def predictor(cfg320, model320) -> Predictor:
     return Predictor.from_config(cfg320, model320, batch_size=4)
 
 
-def test_from_checkpoint_prefers_ema(cfg320, model320, demo_paths, tmp_path) -> None:
+def test_from_checkpoint_prefers_ema(cfg320, model320, photo_paths, tmp_path) -> None:
     live = copy.deepcopy(model320)
     with torch.no_grad():
         for p in live.head.predictors:
@@ -31,14 +31,14 @@ def test_from_checkpoint_prefers_ema(cfg320, model320, demo_paths, tmp_path) -> 
     # A DictConfig works as well as a path; by default the model is fused (same detections).
     again = Predictor.from_checkpoint(cfg320, ckpt)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in again.model.modules())
-    path = str(demo_paths[0])
+    path = str(photo_paths[0])
     assert_same_detections(loaded.predict(path, score_thr=0.3), again.predict(path, score_thr=0.3),
                            box_atol=1e-3, score_atol=1e-5)
 
 
-def test_input_forms_and_batching(predictor: Predictor, demo_paths) -> None:
-    paths = [str(p) for p in demo_paths]
-    images = read_images(demo_paths)
+def test_input_forms_and_batching(predictor: Predictor, photo_paths) -> None:
+    paths = [str(p) for p in photo_paths]
+    images = read_images(photo_paths)
     single = predictor.predict(paths[0], score_thr=0.3)
     assert isinstance(single, Detections)
     assert single.source == paths[0] and single.image_hw == images[0].shape[:2]
@@ -48,7 +48,7 @@ def test_input_forms_and_batching(predictor: Predictor, demo_paths) -> None:
 
     batched = predictor.predict(paths, score_thr=0.3)  # batches of 4 (6 images: 4 + 2)
     one_by_one = [predictor.predict(p, score_thr=0.3) for p in paths]
-    assert isinstance(batched, list) and len(batched) == len(paths)
+    assert isinstance(batched, list) and len(batched) == len(one_by_one) == len(images) == len(paths) == 6
     assert sum(len(d) for d in batched) > 10
     for a, b, img in zip(batched, one_by_one, images):
         assert_same_detections(a, b, box_atol=1e-3, score_atol=1e-5)
@@ -59,14 +59,26 @@ def test_input_forms_and_batching(predictor: Predictor, demo_paths) -> None:
         assert (a.scores > 0.3).all() and len(a) <= 100
 
 
-def test_score_threshold_default_and_override(predictor: Predictor, demo_paths) -> None:
-    default = predictor.predict(str(demo_paths[2]))  # config score_thr 0.05
-    strict = predictor.predict(str(demo_paths[2]), score_thr=0.5)
-    assert len(strict) <= len(default) and (default.scores > 0.05).all()
+def test_score_threshold_default_and_override(predictor: Predictor, photo_paths) -> None:
+    """The config's threshold (0.05) applies by default; `score_thr=0.5` gives exactly the default
+    detections above 0.5: NMS and the top-k cut are greedy by score, so a higher threshold only
+    removes the tail."""
+    paths = [str(p) for p in photo_paths]
+    default = predictor.predict(paths)
+    strict = predictor.predict(paths, score_thr=0.5)
+    assert len(default) == len(strict) == len(paths) > 0
+    assert sum(int((d.scores <= 0.5).sum()) for d in default) > 0, "nothing below 0.5 to filter out"
+    assert sum(len(d) for d in strict) > 0, "nothing above 0.5 to keep"
+    for d, s in zip(default, strict):
+        assert (d.scores > 0.05).all() and (s.scores > 0.5).all()
+        above = d.scores > 0.5
+        np.testing.assert_array_equal(s.boxes, d.boxes[above])
+        np.testing.assert_array_equal(s.scores, d.scores[above])
+        np.testing.assert_array_equal(s.labels, d.labels[above])
 
 
-def test_grayscale_and_bad_inputs(predictor: Predictor, demo_paths, tmp_path) -> None:
-    gray = read_images(demo_paths[:1])[0][:, :, 0]
+def test_grayscale_and_bad_inputs(predictor: Predictor, photo_paths, tmp_path) -> None:
+    gray = read_images(photo_paths[:1])[0][:, :, 0]
     assert predictor.predict(gray).image_hw == gray.shape
     with pytest.raises(ValueError, match="uint8"):
         predictor.predict(np.zeros((10, 10, 3), np.float32))

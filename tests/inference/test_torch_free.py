@@ -36,15 +36,15 @@ def test_import_loads_no_torch() -> None:
     assert "LOADED []" in proc.stdout
 
 
-def test_prediction_runs_with_torch_blocked(onnx320, demo_paths) -> None:
+def test_prediction_runs_with_torch_blocked(onnx320, photo_paths) -> None:
     """Predicting (preprocess, ORT, numpy decode + NMS, drawing) works when torch cannot be imported."""
     proc = _run(_BLOCK_TORCH + f"""
 from nanodet_ghost.inference.onnx_predictor import OnnxPredictor
 from nanodet_ghost.inference.visualize import draw_detections
 from nanodet_ghost.data.image_io import read_image
 predictor = OnnxPredictor({str(onnx320)!r}, num_threads=1)
-dets = predictor.predict({str(demo_paths[0])!r}, score_thr=0.05)
-drawn = draw_detections(read_image({str(demo_paths[0])!r}), dets)
+dets = predictor.predict({str(photo_paths[0])!r}, score_thr=0.05)
+drawn = draw_detections(read_image({str(photo_paths[0])!r}), dets)
 print('DETECTIONS', len(dets), drawn.shape)
 """)
     assert proc.returncode == 0, proc.stderr

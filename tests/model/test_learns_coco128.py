@@ -24,6 +24,7 @@ def letterbox(img: np.ndarray):
     return torch.from_numpy(((out - MEAN) / STD).transpose(2, 0, 1).copy()), warp
 
 
+@pytest.mark.slow
 def test_overfits_four_real_images(coco128_root):
     coco = pycocotools.COCO(str(coco128_root / "annotations" / "instances_train2017.json"))
     cat_ids = sorted(coco.cats)  # all 80 COCO categories -> contiguous labels

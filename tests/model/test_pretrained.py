@@ -5,6 +5,7 @@ import torch
 from nanodet_ghost.config import load_config
 from nanodet_ghost.model import build_model
 from nanodet_ghost.model.backbone.ghostnet import GhostNet
+from nanodet_ghost.model.weights import CheckpointMismatchError
 from nanodet_ghost.paths import REPO_ROOT
 
 
@@ -60,7 +61,10 @@ def test_renamed_key_is_named_in_error(tmp_path):
 def test_shape_mismatch_is_named(tmp_path):
     path = tmp_path / "half.pth"
     torch.save(GhostNet(width=0.5).state_dict(), path)
-    with pytest.raises(ValueError, match="shape mismatches: .*conv_stem.weight"):
+    # The same listing as a detector checkpoint that does not fit (model.weights.describe_mismatch).
+    with pytest.raises(CheckpointMismatchError, match=r"half\.pth: not a GhostNet 1\.0x state dict\n  shape mismatches "
+                       r"\(\d+\): blocks\.0\.0\.ghost1\.cheap_operation\.0\.weight: file \(4, 1, 3, 3\) vs model "
+                       r"\(8, 1, 3, 3\);.* and \d+ more$"):
         GhostNet(width=1.0, pretrained=str(path))
 
 

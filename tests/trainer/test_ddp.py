@@ -4,12 +4,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from nanodet_ghost.data.synthetic import generate_split
 from nanodet_ghost.paths import REPO_ROOT
 
 from trainer_helpers import write_config
 
 
+@pytest.mark.slow
 def test_two_process_cpu_ddp(tiny_coco, tmp_path):
     # 5 validation images over 2 ranks: the DistributedSampler pads one rank with a duplicate.
     val = generate_split(tmp_path / "val5", 5, seed=21)

@@ -99,29 +99,41 @@ def test_loss_with_a_rank_without_boxes(case, tmp_path, monkeypatch):
             torch.testing.assert_close(got["grad"], grad, rtol=1e-6, atol=1e-6)
 
 
-def test_validation_with_an_all_background_short_last_batch(tiny_coco, tmp_path, monkeypatch):
-    # 5 val images, batch 2, 2 ranks: rank 0 gets images 0, 2, 4 and rank 1 gets 1, 3 and a padded
-    # repeat of 0, so each rank's last batch holds one image; image 4 has no boxes.
-    val = generate_split(tmp_path / "val5", 5, seed=31)
+def short_val_split(root: Path, last: str) -> Path:
+    """5 val images; the last one has no boxes (`background`) or cannot be decoded (`unreadable`)."""
+    val = generate_split(root, 5, seed=31)
     ann_path = val / "annotations.json"
     ann = json.loads(ann_path.read_text())
-    background_id = ann["images"][4]["id"]
-    ann["annotations"] = [a for a in ann["annotations"] if a["image_id"] != background_id]
+    image = ann["images"][4]
+    ann["annotations"] = [a for a in ann["annotations"] if a["image_id"] != image["id"]]
     ann_path.write_text(json.dumps(ann))
+    if last == "unreadable":
+        (val / "images" / image["file_name"]).write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    return ann_path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("last", ["background", "unreadable"])
+def test_validation_with_a_short_last_batch_without_boxes(last, tiny_coco, tmp_path, monkeypatch):
+    # 5 val images, batch 2, 2 ranks: rank 0 gets images 0, 2, 4 and rank 1 gets 1, 3 and a padded
+    # repeat of 0, so each rank's last batch holds one image; image 4 has no boxes, or is
+    # unreadable so that rank 0's last batch holds no image at all.
+    ann_path = short_val_split(tmp_path / "val5", last)
     config = write_config(tiny_coco, tmp_path / "run", {
-        "data.val.root": str(val / "images"), "data.val.ann_file": str(ann_path),
+        "data.val.root": str(ann_path.parent / "images"), "data.val.ann_file": str(ann_path),
         "data.val_batch_size": 2, "train.ema_decay": None,
     })
     run_two_ranks("validate", str(config), str(tmp_path), cwd=tmp_path)
     saved = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 
     for r in range(2):
-        assert saved[r]["metrics"]["val/num_images"] == 5.0
+        assert saved[r]["metrics"]["val/num_images"] == (5.0 if last == "background" else 4.0)
         assert "val/mAP" in saved[r]["metrics"] and "val/loss" in saved[r]["metrics"]
     steps = [s["records"] for s in saved]
     assert [len(s) for s in steps] == [2, 2]
-    assert [len(s[-1]["targets"]) for s in steps] == [1, 1]  # the short last batches
-    assert len(steps[0][-1]["targets"][0]["boxes"]) == 0  # rank 0's is all background
+    assert [len(s[-1]["targets"]) for s in steps] == ([1, 1] if last == "background" else [0, 1])
+    if last == "background":
+        assert len(steps[0][-1]["targets"][0]["boxes"]) == 0  # rank 0's last batch is all background
     assert steps[1][-1]["losses"]["num_pos"].item() > 0  # while rank 1's has positives
 
     loss_fn = build_model(load_config(config).model).loss_fn

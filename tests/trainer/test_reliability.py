@@ -6,9 +6,10 @@ import sys
 import pytest
 import torch
 
+from nanodet_ghost.data.base import DatasetError
 from nanodet_ghost.model import build_model
 from nanodet_ghost.paths import REPO_ROOT
-from nanodet_ghost.trainer.checkpoint import (
+from nanodet_ghost.model.weights import (
     CheckpointMismatchError,
     load_detector_weights,
     load_for_finetune,
@@ -21,8 +22,7 @@ from trainer_helpers import tiny_config, write_config
 
 
 def _module(cfg, patience=3) -> DetectorModule:
-    from omegaconf import OmegaConf
-    return DetectorModule(OmegaConf.to_container(cfg.model), {"name": "AdamW"}, {"name": "cosine"},
+    return DetectorModule(build_model(cfg.model), {"name": "AdamW"}, {"name": "cosine"},
                           ema_decay=None, nonfinite_patience=patience)
 
 
@@ -58,8 +58,12 @@ def test_class_count_disagreeing_with_names_fails_before_training(tiny_coco, tmp
 def test_dataset_with_other_classes_fails_before_training(tiny_coco, tmp_path):
     names = ["a", "b", "c"]
     cfg = tiny_config(tiny_coco, tmp_path / "names", extra={"data.class_names": names, "model.head.num_classes": 3})
-    with pytest.raises(Exception, match="circle|class"):
+    with pytest.raises(DatasetError) as err:
         train(cfg)
+    message = str(err.value)
+    assert str(tiny_coco / "train" / "annotations.json") in message  # names the file
+    assert "class_names do not match the json categories" in message
+    assert "in class_names only: ['a', 'b', 'c']" in message and "'circle'" in message
     assert not (tmp_path / "names" / "checkpoints").exists()
 
 

@@ -16,6 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nanodet_ghost.model.weights import (
+    CheckpointMismatchError,
+    compare_state_dicts,
+    describe_mismatch,
+    read_checkpoint,
+)
+
 logger = logging.getLogger(__name__)
 
 # Per stage: blocks of (kernel, expansion channels, out channels, SE ratio, stride).
@@ -116,6 +123,7 @@ class GhostModule(nn.Module):
         self.out_chs = out_chs
         init_chs = math.ceil(out_chs / ratio)
         cheap_chs = init_chs * (ratio - 1)
+        self.concat_chs = init_chs + cheap_chs
         self.primary_conv = nn.Sequential(
             nn.Conv2d(in_chs, init_chs, kernel_size, stride, kernel_size // 2, bias=False),
             nn.BatchNorm2d(init_chs),
@@ -130,7 +138,10 @@ class GhostModule(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         primary = self.primary_conv(x)
         cheap = self.cheap_operation(primary)
-        return torch.cat((primary, cheap), dim=1)[:, : self.out_chs]
+        out = torch.cat((primary, cheap), dim=1)
+        # The slice is a no-op for every even out_chs (all of GhostNet 1.0x); left in, it is
+        # traced into exported graphs, where runtimes copy or re-layout the tensor around it.
+        return out if self.concat_chs == self.out_chs else out[:, : self.out_chs]
 
 
 class GhostBottleneck(nn.Module):
@@ -275,16 +286,14 @@ class GhostNet(nn.Module):
 
         Accepts a bare state dict or one wrapped in `state_dict`/`model`, with or without a
         `module.` prefix; classifier weights are dropped. Any other missing or unexpected key, or a
-        shape mismatch, raises a `ValueError` that lists them.
+        shape mismatch, raises a `CheckpointMismatchError` that lists them.
         """
         if not os.path.isfile(path):
             raise FileNotFoundError(f"pretrained GhostNet weights not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
         for wrapper in ("state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            if isinstance(state.get(wrapper), dict):
                 state = state[wrapper]
-        if not isinstance(state, dict):
-            raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
         cleaned = {}
         for key, value in state.items():
             key = key[len("module."):] if key.startswith("module.") else key
@@ -292,23 +301,10 @@ class GhostNet(nn.Module):
                 cleaned[key] = value
         own = self.state_dict()
         # Blocks past the last out stage are not built; their weights are expected and dropped.
-        built = {k for k in cleaned if k in own}
-        unbuilt_prefixes = tuple(f"blocks.{i}." for i in range(len(self.blocks), len(GHOSTNET_STAGES) + 1))
-        unexpected = sorted(k for k in cleaned if k not in own and not k.startswith(unbuilt_prefixes))
-        missing = sorted(k for k in own if k not in cleaned)
-        mismatched = sorted(
-            f"{k}: file {tuple(cleaned[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in built
-            if cleaned[k].shape != own[k].shape
-        )
-        problems = []
-        if missing:
-            problems.append(f"missing keys: {missing}")
-        if unexpected:
-            problems.append(f"unexpected keys: {unexpected}")
-        if mismatched:
-            problems.append(f"shape mismatches: {mismatched}")
-        if problems:
-            raise ValueError(f"{path}: not a GhostNet {self.width}x state dict; " + "; ".join(problems))
+        unbuilt_prefixes = [f"blocks.{i}." for i in range(len(self.blocks), len(GHOSTNET_STAGES) + 1)]
+        missing, unexpected, mismatched = compare_state_dicts(own, cleaned, ignore_unexpected=unbuilt_prefixes)
+        if missing or unexpected or mismatched:
+            raise CheckpointMismatchError(describe_mismatch(
+                f"{path}: not a GhostNet {self.width}x state dict", missing, unexpected, mismatched))
         self.load_state_dict({k: cleaned[k] for k in own}, strict=True)
         logger.info("loaded pretrained GhostNet weights from %s (%d tensors)", path, len(own))

@@ -135,7 +135,9 @@ class GFLLoss(nn.Module):
         """
         device = anchors.device
         cls_weights = torch.ones(len(targets), anchors.shape[0], device=device)
-        batch_index, point_index, gt_boxes, labels = [], [], [], []
+        none = torch.zeros(0, dtype=torch.long, device=device)
+        # Seeded with empty tensors so that an empty batch (B = 0) gives no positives.
+        batch_index, point_index, gt_boxes, labels = [none], [none], [anchors.new_zeros(0, 4)], [none]
         for b, target in enumerate(targets):
             boxes = target["boxes"].to(device=device, dtype=torch.float32).reshape(-1, 4)
             gt_labels = target["labels"].to(device=device, dtype=torch.long).reshape(-1)
