@@ -1,0 +1,118 @@
+"""`train.time_budget`: the run is sized from the clock, anneals to its floor and validates its end."""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import pytest
+from pytorch_lightning.callbacks import Callback
+
+from nanodet_ghost.config import ConfigError
+from nanodet_ghost.model.weights import read_checkpoint
+from nanodet_ghost.trainer.runner import train
+from nanodet_ghost.trainer.time_budget import parse_duration, plan_epochs, val_interval
+
+from test_resume import CrashAtEpoch, SimulatedCrash
+from trainer_helpers import tiny_config
+
+LR, MIN_LR_RATIO = 0.002, 0.05
+
+
+def budget_config(tiny_coco: Path, save_dir: Path, budget: str):
+    # max_epochs / val_interval = 5 validations, whatever the number of epochs that fits.
+    return tiny_config(tiny_coco, save_dir, [
+        f"train.time_budget={budget}", "train.max_epochs=20", "train.val_interval=4", "train.plots=false",
+        f"train.optimizer.lr={LR}", f"train.scheduler.min_lr_ratio={MIN_LR_RATIO}", "train.ema_warmup=5",
+    ])
+
+
+def metrics(save_dir: Path) -> list:
+    rows = []
+    for path in sorted((save_dir / "logs").glob("version_*/metrics.csv")):
+        rows += list(csv.DictReader(open(path)))
+    return rows
+
+
+def timed_train(cfg, **kwargs) -> float:
+    start = time.monotonic()
+    train(cfg, evaluate_at_end=False, **kwargs)
+    return time.monotonic() - start
+
+
+class SlowSteps(Callback):
+    """Makes every training step `seconds` slower (a machine that is slower than planned for)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args) -> None:
+        time.sleep(self.seconds)
+
+
+def test_durations_and_planning_arithmetic():
+    assert parse_duration("00:00:02:00") == 120 and parse_duration("01:30") == 90
+    assert parse_duration("1:00:00") == 3600
+    for bad in ("90", "a:b", "00:00:00:00", "-1:00"):
+        with pytest.raises(ValueError, match="time budget"):
+            parse_duration(bad)
+    # 100 s at 9 s per epoch and 5 s per validation, validating every epoch (interval 1 below 10
+    # epochs): 7 epochs cost 7 * 9 + 7 * 5 = 98 s, 8 would cost 112 s.
+    assert plan_epochs(100, 9, 5, epochs_done=1, validations=10) == 7
+    assert val_interval(150, 10) == 15 and val_interval(7, 10) == 1
+    assert plan_epochs(5, 9, 5, epochs_done=3, validations=10) == 0  # nothing more fits
+
+
+def test_bad_budget_is_a_config_error(tiny_coco, tmp_path):
+    with pytest.raises(ConfigError, match="train.time_budget"):
+        train(budget_config(tiny_coco, tmp_path / "bad", "soon"), evaluate_at_end=False)
+
+
+@pytest.mark.slow
+def test_two_minute_budget_ends_on_time_at_the_lr_floor_with_its_last_epoch_validated(tiny_coco, tmp_path):
+    save_dir = tmp_path / "budget"
+    elapsed = timed_train(budget_config(tiny_coco, save_dir, "00:00:02:00"))
+    assert abs(elapsed - 120) <= 12, f"took {elapsed:.1f} s for a 120 s budget"
+
+    rows = metrics(save_dir)
+    epochs = max(int(r["epoch"]) for r in rows if r.get("epoch"))
+    assert epochs + 1 > 20, "the budget allows more epochs than the config's first guess"
+    lrs = [float(r["lr-AdamW/pg1"]) for r in rows if r.get("lr-AdamW/pg1")]
+    assert lrs[-1] == pytest.approx(LR * MIN_LR_RATIO, rel=1e-6)  # the floor, on the last step
+    assert lrs[-2] > lrs[-1] and max(lrs) > 10 * lrs[-1]  # annealed down to it, not flat
+    validated = sorted({int(r["epoch"]) for r in rows if r.get("val/mAP")})
+    assert validated[-1] == epochs
+    assert 4 <= len(validated) <= 7  # about max_epochs / val_interval = 5 validations
+    state = read_checkpoint(save_dir / "checkpoints" / "last.ckpt")
+    assert state["callbacks"]["TimeBudget"]["planned_epochs"] == epochs + 1
+
+
+@pytest.mark.slow
+def test_a_slower_machine_gets_fewer_epochs_and_still_ends_on_time(tiny_coco, tmp_path):
+    budget = 40.0
+    runs = {}
+    for name, callbacks in (("normal", []), ("slow", [SlowSteps(0.4)])):
+        save_dir = tmp_path / name
+        elapsed = timed_train(budget_config(tiny_coco, save_dir, "00:00:00:40"), extra_callbacks=callbacks)
+        assert abs(elapsed - budget) <= 0.1 * budget, f"{name}: took {elapsed:.1f} s for {budget} s"
+        rows = metrics(save_dir)
+        last = max(int(r["epoch"]) for r in rows if r.get("epoch"))
+        assert max(int(r["epoch"]) for r in rows if r.get("val/mAP")) == last
+        runs[name] = last + 1
+    assert runs["slow"] < runs["normal"], runs
+
+
+@pytest.mark.slow
+def test_resume_mid_budget_ends_on_time(tiny_coco, tmp_path):
+    budget = 40.0
+    cfg = budget_config(tiny_coco, tmp_path / "resumed", "00:00:00:40")
+    first = time.monotonic()
+    with pytest.raises(SimulatedCrash):
+        train(cfg, extra_callbacks=[CrashAtEpoch(6)], evaluate_at_end=False)
+    first = time.monotonic() - first
+    spent = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")["callbacks"]["TimeBudget"]["spent_s"]
+    assert 0 < spent <= first < budget
+    second = timed_train(cfg, resume="last")
+    assert abs(spent + second - budget) <= 0.1 * budget, f"{spent:.1f} s + {second:.1f} s for {budget} s"
+    final = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")["callbacks"]["TimeBudget"]
+    assert abs(final["spent_s"] - budget) <= 0.1 * budget
