@@ -1,9 +1,15 @@
-"""Small ONNX graph clean-ups that onnxsim would also do, without needing onnxsim.
+"""Small exact ONNX graph rewrites, applied to every export.
 
 `remove_identity_slices`: GhostModule returns `cat(primary, cheap)[:, :out_chs]`; whenever the
 concatenation already has `out_chs` channels (every block of GhostNet 1.0x) the traced `Slice` is
 a no-op, but ONNX Runtime still runs it and, worse, has to reorder the tensor out of and back
 into its blocked (NCHWc) convolution layout around it. Removing these slices is exact.
+
+`global_pool_reduce_means`: the squeeze-excite blocks average with `x.mean((2, 3), keepdim=True)`,
+traced as `ReduceMean(axes=[2, 3], keepdims=1)`. `GlobalAveragePool` computes the same, and ONNX
+Runtime's quantizer has an int8 kernel for it (`QLinearGlobalAveragePool`) but none for
+ReduceMean, which otherwise stays in float between a DequantizeLinear, a QuantizeLinear and two
+layout transposes in the INT8 model.
 """
 from __future__ import annotations
 
@@ -90,3 +96,35 @@ def remove_identity_slices(model: onnx.ModelProto) -> int:
         _drop_unused_constants(model)
         logger.info("removed %d no-op Slice nodes", len(rename))
     return len(rename)
+
+
+def _reduce_axes(node: onnx.NodeProto, consts: Dict[str, np.ndarray]) -> Optional[List[int]]:
+    for attr in node.attribute:
+        if attr.name == "axes":
+            return list(attr.ints)
+    if len(node.input) > 1 and node.input[1] in consts:
+        return [int(a) for a in consts[node.input[1]].reshape(-1)]
+    return None
+
+
+def global_pool_reduce_means(model: onnx.ModelProto) -> int:
+    """Replace `ReduceMean` over the spatial axes of a 4-D tensor (keepdims) by `GlobalAveragePool`; in place.
+
+    Returns the number of nodes replaced."""
+    consts, shapes = _constants(model), _static_shapes(model)
+    count = 0
+    for index, node in enumerate(model.graph.node):
+        if node.op_type != "ReduceMean" or len(shapes.get(node.input[0]) or []) != 4:
+            continue
+        keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+        axes = _reduce_axes(node, consts)
+        if keepdims != 1 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
+            continue
+        pool = onnx.helper.make_node("GlobalAveragePool", [node.input[0]], list(node.output), name=node.name)
+        model.graph.node.remove(node)
+        model.graph.node.insert(index, pool)
+        count += 1
+    if count:
+        _drop_unused_constants(model)
+        logger.info("replaced %d spatial ReduceMean nodes by GlobalAveragePool", count)
+    return count

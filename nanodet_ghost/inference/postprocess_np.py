@@ -58,11 +58,12 @@ def grid_points_np(input_hw: Tuple[int, int], strides: Sequence[int],
 
 def softmax_integral(reg: np.ndarray, reg_max: int) -> np.ndarray:
     """`reg: [..., 4 * (reg_max + 1)]` distribution logits → `[..., 4]` expected bins (stride units)."""
-    logits = reg.reshape(*reg.shape[:-1], 4, reg_max + 1).astype(np.float32)
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=-1, keepdims=True)
-    return probs @ np.arange(reg_max + 1, dtype=np.float32)
+    # Bins first ([R+1, M]): numpy reduces a short last axis slowly, so max, exp and the sums run
+    # over long contiguous rows instead (8x faster for a few hundred candidates).
+    bins_first = np.ascontiguousarray(reg.reshape(-1, reg_max + 1).astype(np.float32, copy=False).T)
+    weights = np.exp(bins_first - bins_first.max(axis=0))
+    expected = (np.arange(reg_max + 1, dtype=np.float32) @ weights) / weights.sum(axis=0)
+    return expected.reshape(*reg.shape[:-1], 4)
 
 
 def distances_to_boxes(points: np.ndarray, distances: np.ndarray, input_hw: Tuple[int, int]) -> np.ndarray:
@@ -110,16 +111,21 @@ def select_candidates(scores: np.ndarray, threshold: float, nms_pre: int) -> Tup
 NMS_BLOCK = 128
 
 
-def _iou(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, areas: np.ndarray,
-         rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """IoU [len(rows), len(cols)] between sorted boxes, float32, torchvision's formula."""
-    w = np.maximum(np.minimum(x2[rows, None], x2[None, cols]) - np.maximum(x1[rows, None], x1[None, cols]),
-                   np.float32(0))
-    h = np.maximum(np.minimum(y2[rows, None], y2[None, cols]) - np.maximum(y1[rows, None], y1[None, cols]),
-                   np.float32(0))
-    inter = w * h
+def _iou(rows: np.ndarray, row_areas: np.ndarray, cols: np.ndarray, col_areas: np.ndarray) -> np.ndarray:
+    """IoU [R, C] between boxes given as coordinate rows (`rows: [4, R]`, `cols: [4, C]`, x1 y1 x2
+    y2) and their areas, float32, torchvision's formula. In place where it can: temporaries of
+    [R, C] cost more than the arithmetic."""
+    w = np.minimum(rows[2][:, None], cols[2][None])
+    w -= np.maximum(rows[0][:, None], cols[0][None])
+    np.maximum(w, np.float32(0), out=w)
+    h = np.minimum(rows[3][:, None], cols[3][None])
+    h -= np.maximum(rows[1][:, None], cols[1][None])
+    np.maximum(h, np.float32(0), out=h)
+    w *= h  # the intersection
+    union = row_areas[:, None] + col_areas[None]
+    union -= w
     with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 for empty boxes: never suppresses
-        return inter / (areas[rows, None] + areas[None, cols] - inter)
+        return np.divide(w, union, out=w)
 
 
 def nms_np(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
@@ -129,32 +135,32 @@ def nms_np(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
     with a kept one is > threshold (float32 arithmetic, as torchvision for float32 boxes).
     `max_keep` stops after that many boxes are kept (the result is then a prefix of the full one).
 
-    Blocked for speed: the greedy pass runs over the IoU matrix of the next `NMS_BLOCK` boxes,
-    then the boxes kept in the block suppress all later ones at once."""
+    Blocked for speed: the greedy pass runs over the IoU matrix of the first `NMS_BLOCK` boxes
+    left, then the boxes kept in the block suppress all later ones at once and the survivors are
+    compacted, so every IoU is computed on contiguous slices."""
     order = np.argsort(-scores, kind="stable")
-    b = boxes.astype(np.float32, copy=False)[order]
-    x1, y1, x2, y2 = (np.ascontiguousarray(b[:, k]) for k in range(4))
-    areas = (x2 - x1) * (y2 - y1)
-    limit = len(b) if max_keep is None else max_keep
+    coords = np.ascontiguousarray(boxes.astype(np.float32, copy=False)[order].T)  # [4, K] x1, y1, x2, y2
+    areas = (coords[2] - coords[0]) * (coords[3] - coords[1])
+    positions = np.arange(len(order))  # sorted position of each box still in play
+    limit = len(order) if max_keep is None else max_keep
     keep: List[int] = []
-    remaining = np.arange(len(b))
-    while remaining.size and len(keep) < limit:
-        block, rest = remaining[:NMS_BLOCK], remaining[NMS_BLOCK:]
-        over = _iou(x1, y1, x2, y2, areas, block, block) > iou_threshold
-        suppressed = np.zeros(len(block), bool)
+    while positions.size and len(keep) < limit:
+        n = min(NMS_BLOCK, positions.size)
+        over = _iou(coords[:, :n], areas[:n], coords[:, :n], areas[:n]) > iou_threshold
+        suppressed = np.zeros(n, bool)
         kept_rows = []
-        for r in range(len(block)):
+        for r in range(n):
             if suppressed[r]:
                 continue
             kept_rows.append(r)
             if len(keep) + len(kept_rows) >= limit:
                 break
             suppressed |= over[r]
-        kept = block[kept_rows]
-        keep.extend(kept.tolist())
-        if rest.size and len(keep) < limit:
-            rest = rest[~(_iou(x1, y1, x2, y2, areas, kept, rest) > iou_threshold).any(axis=0)]
-        remaining = rest
+        keep.extend(positions[kept_rows].tolist())
+        if len(keep) >= limit or positions.size == n:
+            break
+        survive = ~(_iou(coords[:, kept_rows], areas[kept_rows], coords[:, n:], areas[n:]) > iou_threshold).any(axis=0)
+        coords, areas, positions = coords[:, n:][:, survive], areas[n:][survive], positions[n:][survive]
     return order[np.asarray(keep, np.int64)]
 
 

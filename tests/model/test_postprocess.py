@@ -73,3 +73,31 @@ def test_empty_prediction_has_right_shapes():
     results = PostProcessor(NUM_CLASSES, STRIDES, REG_MAX)(raw, [{}, {}], INPUT_HW)
     for r in results:
         assert r["boxes"].shape == (0, 4) and r["scores"].shape == (0,) and r["labels"].shape == (0,)
+
+
+def test_decoding_only_the_candidates_matches_decoding_every_point():
+    """The score threshold is applied before decoding; the result must equal the reference that
+    decodes every point first (`PostProcessor.decode`), then selects."""
+    from torchvision.ops import batched_nms
+
+    points, _ = grid_points(INPUT_HW, STRIDES)
+    torch.manual_seed(3)
+    raw = torch.randn(2, points.shape[0], NUM_CLASSES + 4 * (REG_MAX + 1)) * 2.0
+    raw[..., :NUM_CLASSES] -= 3.0  # a few hundred candidates per image above 0.05
+    post = PostProcessor(NUM_CLASSES, STRIDES, REG_MAX, score_thr=0.05, nms_pre=300, max_detections=50)
+    metas = [{}, {"warp_matrix": np.array([[0.5, 0, 0], [0, 0.5, 40.0], [0, 0, 1]]), "orig_hw": (480, 640)}]
+    got = post(raw, metas, INPUT_HW)
+    all_scores, all_boxes = post.decode(raw, INPUT_HW)
+    for scores, boxes, meta, result in zip(all_scores, all_boxes, metas, got):
+        point_idx, labels = torch.nonzero(scores > 0.05, as_tuple=True)
+        kept = scores[point_idx, labels]
+        assert kept.numel() > 300  # the nms_pre cut is exercised
+        kept, order = kept.topk(300)
+        point_idx, labels = point_idx[order], labels[order]
+        keep = batched_nms(boxes[point_idx], kept, labels, 0.6)[:50]
+        expected = boxes[point_idx][keep]
+        if meta:
+            expected = map_boxes_to_original(expected, meta["warp_matrix"], meta["orig_hw"])
+        assert torch.equal(result["labels"], labels[keep])
+        assert torch.allclose(result["scores"], kept[keep])
+        assert torch.allclose(result["boxes"], expected, atol=1e-4)

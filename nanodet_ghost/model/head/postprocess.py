@@ -37,7 +37,8 @@ def map_boxes_to_original(boxes: Tensor, warp_matrix: Any, orig_hw: Tuple[int, i
 
 
 class PostProcessor(nn.Module):
-    """Score threshold → top `nms_pre` → class-wise NMS → at most `max_detections` per image."""
+    """Score threshold → top `nms_pre` → decode those candidates → class-wise NMS → at most
+    `max_detections` per image."""
 
     def __init__(
         self,
@@ -84,15 +85,20 @@ class PostProcessor(nn.Module):
             Per image `boxes: [K, 4]` xyxy original pixels, `scores: [K]`, `labels: [K]` long.
         """
         threshold = self.score_thr if score_thr is None else score_thr
-        all_scores, all_boxes = self.decode(raw, input_hw)
+        points, point_strides = grid_points(input_hw, self.strides, raw.device)
+        all_scores = raw[..., : self.num_classes].float().sigmoid()
         results = []
-        for scores, boxes, meta in zip(all_scores, all_boxes, metas):
+        for image_raw, scores, meta in zip(raw, all_scores, metas):
             point_idx, labels = torch.nonzero(scores > threshold, as_tuple=True)
             kept_scores = scores[point_idx, labels]
             if kept_scores.numel() > self.nms_pre:
                 kept_scores, order = kept_scores.topk(self.nms_pre)
                 point_idx, labels = point_idx[order], labels[order]
-            kept_boxes = boxes[point_idx]
+            # Only the candidates are decoded: the softmax over every point's distributions
+            # cost more than the rest of the post-processing together.
+            distances = distribution_to_distance(image_raw[point_idx, self.num_classes:].float(), self.reg_max)
+            kept_boxes = distance_to_box(points[point_idx], distances * point_strides[point_idx, None],
+                                         max_hw=input_hw)
             keep = batched_nms(kept_boxes, kept_scores, labels, self.nms_iou)[: self.max_detections]
             kept_boxes, kept_scores, labels = kept_boxes[keep], kept_scores[keep], labels[keep]
             if meta is not None and "warp_matrix" in meta and "orig_hw" in meta:
