@@ -16,15 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from nanodet_ghost.inference.backends import Backend, load_backend
-from nanodet_ghost.inference.common import (
-    Detections,
-    ImageInput,
-    as_image_list,
-    chunks,
-    load_image,
-    make_detections,
-    preprocess_batch,
-)
+from nanodet_ghost.inference.common import (Detections, ImageInput, as_image_list, chunks, load_image,
+                                            make_detections, preprocess_batch)
 from nanodet_ghost.inference.metadata import PARAM_TYPES, ModelFileError
 from nanodet_ghost.inference.postprocess_np import PostprocessParams, postprocess_output_np
 
