@@ -3,7 +3,8 @@
 
     python benchmarks/bench_formats.py --ckpt best.ckpt [--config config/bccd_ghost_320.yml]
                                        [--input-size 320 320] [--threads 2] [--calib-images 200]
-                                       [--repeats 60] [--profile] [--no-peer] [--out docs/benchmarks.md]
+                                       [--repeats 60] [--profile] [--recipes] [--note TEXT] [--no-peer]
+                                       [--out docs/benchmarks.md] [--readme README.md]
 
 Each format is exported from the checkpoint with `nanodet_ghost.export.formats.export_model`, scored
 on the config's test split with `evaluate_checkpoint` (the `tools/test.py` path) and timed at batch
@@ -13,7 +14,9 @@ weights, nothing downloaded) runs on the same engines: its ONNX export, that ONN
 same ORT code on the same calibration images (with YOLO's RGB / 255 preprocessing), and OpenVINO
 fp32 / INT8 (NNCF) converted from that ONNX. Rows take turns in alternating blocks, as in
 bench_inference.py. Without --ckpt the model has random weights and mAP is not reported.
-The result replaces the "## Deployment formats" section of docs/benchmarks.md.
+`--profile` adds the runtimes' per-op profiles, `--recipes` the mAP and time of each candidate INT8
+recipe. The result replaces the "## Deployment formats" section of docs/benchmarks.md and the
+table between the bench_formats markers of the README.
 """
 from __future__ import annotations
 
@@ -162,7 +165,7 @@ def run(args: argparse.Namespace, workdir: Path) -> Tuple[List[Row], List[Row], 
     rows["ours pytorch end to end"] = cycle([lambda img=img: torch_predictor.predict(img) for img in photos])
     for fmt, predictor in predictors.items():
         rows[f"ours {fmt} end to end"] = cycle([lambda img=img, p=predictor: p.predict(img) for img in photos])
-    pre, post_torch, post_np = [], [], []
+    pre, post_torch, post_np, candidates = [], [], [], []
     for img in photos:  # pre and post alone, on each photo's own forward output
         b, m = preprocess_batch([img], size, cfg.data.keep_ratio, cfg.data.mean, cfg.data.std)
         pre.append(lambda img=img: preprocess_batch([img], size, cfg.data.keep_ratio, cfg.data.mean, cfg.data.std))
@@ -171,6 +174,7 @@ def run(args: argparse.Namespace, workdir: Path) -> Tuple[List[Row], List[Row], 
         out = predictors["onnx"].forward(b)
         post_torch.append(lambda raw=raw, m=m: fast.predict(raw, m, (size[1], size[0])))
         post_np.append(lambda out=out, m=m: predictors["onnx"].postprocess(out, m, (size[1], size[0])))
+        candidates.append(int((out[..., :model.num_classes] > cfg.model.postprocess.score_thr).sum()))
     rows.update({"ours pre": cycle(pre), "ours pytorch post": cycle(post_torch), "ours numpy post": cycle(post_np)})
     peer_rows: List[Row] = []
     peer, peer_note = (None, "skipped (--no-peer)") if args.no_peer else load_peer(args.threads)
@@ -194,7 +198,11 @@ def run(args: argparse.Namespace, workdir: Path) -> Tuple[List[Row], List[Row], 
     torch.set_num_threads(args.threads)  # importing ultralytics may change it
     with torch.inference_mode():
         timings = time_rows(rows, args.warmup, args.repeats, args.rounds)
-    notes = [f"ultralytics {peer_note}", f"{len(images)} calibration images of data.{args.calib_split}"]
+    notes = [f"ultralytics {peer_note}", f"{len(images)} calibration images of data.{args.calib_split}",
+             "", f"Pre- and post-processing alone, per photo of the {args.split} split: pre (letterbox + normalise) "
+             f"{timings['ours pre'][0]:.2f} ms, PyTorch post {timings['ours pytorch post'][0]:.2f} ms, numpy post "
+             f"{timings['ours numpy post'][0]:.2f} ms, for {np.mean(candidates):.0f} (point, class) scores above "
+             f"score_thr={cfg.model.postprocess.score_thr} per photo on average."]
     if recipe_paths:
         from benchmarks.int8_recipes import recipe_table
 
@@ -203,22 +211,29 @@ def run(args: argparse.Namespace, workdir: Path) -> Tuple[List[Row], List[Row], 
         notes += ["", "### INT8 recipes (same calibration images, same run)", ""]
         notes += recipe_table(recipe_paths, maps, lambda label: timings[f"recipe {label}"][0], fp32_map)
     if args.profile:
-        notes += profile_section(paths, batch, args.threads)
+        peer_model = (peer_paths["openvino-int8"], yolo_batch) if peer is not None else None
+        notes += profile_section(paths, batch, args.threads, peer_model)
     return ours, peer_rows, timings, notes
 
 
-def profile_section(paths: Dict[str, Path], batch: np.ndarray, threads: int) -> List[str]:
-    """Per-op-type profile tables of our ORT and OpenVINO models, each with a one-line summary."""
+def profile_section(paths: Dict[str, Path], batch: np.ndarray, threads: int,
+                    peer: Optional[Tuple[Path, np.ndarray]] = None) -> List[str]:
+    """Per-op-type profile tables of our ORT and OpenVINO models (and of YOLOv8n's OpenVINO INT8
+    model when `peer` = (its IR, its input) is given), each with a one-line summary."""
     from benchmarks.profiling import openvino_profile, ort_profile, render_profile
 
+    runs = [(f"ours {fmt}", ort_profile if fmt.startswith("onnx") else openvino_profile, paths[fmt], batch)
+            for fmt in ("onnx", "onnx-int8", "openvino", "openvino-int8")]
+    if peer is not None:
+        runs.append(("YOLOv8n openvino-int8", openvino_profile, peer[0], peer[1]))
     lines = ["", "### Where the forward time goes (runtime profilers, same input, same threads)", ""]
-    for fmt in ("onnx", "onnx-int8", "openvino", "openvino-int8"):
-        profile = ort_profile if fmt.startswith("onnx") else openvino_profile
-        ops = profile(str(paths[fmt]), batch, threads)
+    for title, profile, path, x in runs:
+        ops = profile(str(path), x, threads)
         total = sum(ms for _, ms, _, _ in ops) or 1.0
         nodes = sum(count for _, _, count, _ in ops)
         top = ", ".join(f"{op} {100 * ms / total:.0f} % ({count} nodes)" for op, ms, count, _ in ops[:4])
-        lines += [f"ours {fmt}: {nodes} nodes executed; {top}.", ""] + render_profile(f"ours {fmt}", ops)
+        lines += [f"{title}: {nodes} nodes executed, {total:.2f} ms of op time; {top}.", ""]
+        lines += render_profile(title, ops)
     return lines
 
 
@@ -285,6 +300,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="add per-op-type profiles of our ORT / OpenVINO models")
     parser.add_argument("--recipes", action="store_true", help="also score and time the candidate INT8 recipes")
+    parser.add_argument("--note", default="", help="how the checkpoint was trained, for the docs")
     parser.add_argument("--no-peer", action="store_true", help="skip YOLOv8n")
     parser.add_argument("--override", "-o", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=_REPO_ROOT / "docs" / "benchmarks.md")
@@ -313,7 +329,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"{args.rounds} alternating blocks after {args.warmup} warm-up runs each.",
         f"- Versions: torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, OpenVINO "
         f"{openvino.__version__.split('-')[0]}, ncnn {ncnn.__version__}, {notes[0]}.",
-        f"- Model: {'`' + Path(args.ckpt).name + '` of `' + args.config.name + '`' if args.ckpt else 'random weights'}; "
+        f"- Model: {'`' + Path(args.ckpt).name + '` of `' + args.config.name + '`' if args.ckpt else 'random weights'}"
+        f"{' (' + args.note + ')' if args.note else ''}; "
         f"mAP@[.5:.95] on its {args.split} split through `evaluate_checkpoint` (what `tools/test.py` runs), "
         f"at the benchmark's input size. INT8: {notes[1]}, validation preprocessing; ONNX Runtime "
         f"{DEFAULT_RECIPE.describe()}; OpenVINO {DEFAULT_NNCF_RECIPE.describe()}.",

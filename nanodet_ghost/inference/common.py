@@ -94,7 +94,7 @@ def preprocess_batch(images: Sequence[np.ndarray], input_size: Sequence[int], ke
         chw, meta = preprocess_image(img, input_size, keep_ratio, mean, std)
         chws.append(chw)
         metas.append(meta)
-    return np.stack(chws), metas
+    return (chws[0][None] if len(chws) == 1 else np.stack(chws)), metas  # one image: a view, no copy
 
 
 def chunks(n: int, size: int) -> List[slice]:

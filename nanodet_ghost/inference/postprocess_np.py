@@ -108,7 +108,7 @@ def select_candidates(scores: np.ndarray, threshold: float, nms_pre: int) -> Tup
     return point_idx, labels, kept
 
 
-NMS_BLOCK = 128
+NMS_BLOCK = 96  # measured on BCCD outputs (~800 candidates): 64-96 beat 32, 128 and 256
 
 
 def _iou(rows: np.ndarray, row_areas: np.ndarray, cols: np.ndarray, col_areas: np.ndarray) -> np.ndarray:
