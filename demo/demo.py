@@ -30,7 +30,7 @@ import cv2  # noqa: E402
 
 from nanodet_ghost.cli import InputError, config_path, run_main, tool_parser  # noqa: E402
 from nanodet_ghost.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image  # noqa: E402
-from nanodet_ghost.inference.factory import is_checkpoint  # noqa: E402
+from nanodet_ghost.inference.factory import is_checkpoint, load_predictor  # noqa: E402
 from nanodet_ghost.inference.visualize import draw_detections, draw_fps, make_palette  # noqa: E402
 
 logger = logging.getLogger("nanodet_ghost.demo")
@@ -73,17 +73,8 @@ def build_predictor(args: argparse.Namespace) -> Any:
     config; a checkpoint runs with `Predictor.from_checkpoint` (fused for speed)."""
     if not os.path.isfile(args.model):
         raise DemoError(f"model not found: {args.model}")
-    if not is_checkpoint(args.model):
-        from nanodet_ghost.inference.factory import load_predictor
-
-        return load_predictor(args.model, num_threads=args.threads)
-    import torch
-
-    from nanodet_ghost.inference.predictor import Predictor
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return Predictor.from_checkpoint(config_path(args.config), args.model, device=args.device, overrides=args.override)
+    config = config_path(args.config) if is_checkpoint(args.model) else None
+    return load_predictor(args.model, config, overrides=args.override, device=args.device, num_threads=args.threads)
 
 
 def display_available() -> bool:

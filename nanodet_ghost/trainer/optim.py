@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -66,11 +66,6 @@ class LRSchedule:
         if step < self.warmup_steps:
             value *= self.warmup_ratio + (1.0 - self.warmup_ratio) * step / self.warmup_steps
         return value
-
-
-def lr_factor_fn(name: str, total_steps: int, steps_per_epoch: int, **schedule) -> Callable[[int], float]:
-    """`LRSchedule(name, total_steps, steps_per_epoch, **schedule)` (kept for callers of the old name)."""
-    return LRSchedule(name, total_steps, steps_per_epoch, **schedule)
 
 
 class PlannedLR(LambdaLR):

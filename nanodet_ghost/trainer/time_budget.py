@@ -82,13 +82,12 @@ class TimeBudget(Callback):
         self.planned_epochs: Optional[int] = None
         self.planned_epoch_s: Optional[float] = None
         self.planned_val_s: Optional[float] = None
-        self.plans = 0
         self._fit_start: Optional[float] = None
         self._epoch_start: Optional[float] = None
         self._val_start = 0.0
         self._val_in_epoch = 0.0
         self._epoch_times: List[float] = []  # start to start, validation excluded: saving included
-        self._val_times: List[float] = []
+        self._last_val_s: Optional[float] = None
         self._sanity_s: Optional[float] = None
 
     # ------------------------------------------------------------------ clock
@@ -99,15 +98,13 @@ class TimeBudget(Callback):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"spent_s": self.spent_s(), "planned_epochs": self.planned_epochs,
-                "planned_epoch_s": self.planned_epoch_s, "planned_val_s": self.planned_val_s,
-                "plans": self.plans}
+                "planned_epoch_s": self.planned_epoch_s, "planned_val_s": self.planned_val_s}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         self.spent_before_s = float(state_dict.get("spent_s", 0.0))
         self.planned_epochs = state_dict.get("planned_epochs")
         self.planned_epoch_s = state_dict.get("planned_epoch_s")
         self.planned_val_s = state_dict.get("planned_val_s")
-        self.plans = int(state_dict.get("plans", 0))
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -126,7 +123,6 @@ class TimeBudget(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.planned_epochs is not None:  # resumed: keep the plan until the pace is measured again
             self._apply(trainer, self.planned_epochs)
-        self._schedule_validation(trainer)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         now = time.monotonic()
@@ -142,9 +138,8 @@ class TimeBudget(Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            seconds = time.monotonic() - self._val_start
-            self._val_times.append(seconds)
-            self._val_in_epoch += seconds
+            self._last_val_s = time.monotonic() - self._val_start
+            self._val_in_epoch += self._last_val_s
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
@@ -161,7 +156,7 @@ class TimeBudget(Callback):
             epoch_s = sum(recent) / len(recent)
         else:  # the first epoch: its checkpoints are not written yet
             epoch_s = (time.monotonic() - (self._epoch_start or time.monotonic()) - self._val_in_epoch) * 1.05
-        val_s = self._val_times[-1] if self._val_times else self._estimated_val_s(trainer)
+        val_s = self._last_val_s if self._last_val_s is not None else self._estimated_val_s(trainer)
         total = self._replan(trainer, epoch_s, val_s) if self._drifted(epoch_s, val_s) else None
         total = trainer.strategy.broadcast(total, src=0)  # every rank, every epoch: one plan for all
         if total is not None:
@@ -190,7 +185,6 @@ class TimeBudget(Callback):
         remaining = self.budget_s - self.spent_s()
         total = done + plan_epochs(remaining, epoch_s, val_s, done, self.validations)
         self.planned_epoch_s, self.planned_val_s = epoch_s, val_s
-        self.plans += 1
         if trainer.is_global_zero:
             logger.info("time budget: %.0f of %.0f s left after epoch %d at %.1f s/epoch and %.1f s per "
                         "validation: training for %d epochs, validating every %d", remaining, self.budget_s,

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from nanodet_ghost.trainer.ema import ModelEMA
-from nanodet_ghost.trainer.optim import build_optimizer, lr_factor_fn
+from nanodet_ghost.trainer.optim import LRSchedule, build_optimizer
 
 
 def test_warmup_then_cosine_to_floor():
-    factor = lr_factor_fn("cosine", total_steps=100, steps_per_epoch=10, warmup_steps=10, warmup_ratio=0.1,
+    factor = LRSchedule("cosine", total_steps=100, steps_per_epoch=10, warmup_steps=10, warmup_ratio=0.1,
                           min_lr_ratio=0.05)
     assert factor(0) == pytest.approx(0.1 * (0.05 + 0.95))  # warmup start, cosine still at 1
     assert factor(5) == pytest.approx((0.1 + 0.9 * 0.5) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * 5 / 99))))
@@ -19,14 +19,14 @@ def test_warmup_then_cosine_to_floor():
 
 
 def test_multistep_in_epochs():
-    factor = lr_factor_fn("multistep", total_steps=100, steps_per_epoch=10, warmup_steps=0,
+    factor = LRSchedule("multistep", total_steps=100, steps_per_epoch=10, warmup_steps=0,
                           milestones=[3, 6], gamma=0.1)
     assert factor(29) == 1.0 and factor(30) == pytest.approx(0.1) and factor(60) == pytest.approx(0.01)
 
 
 def test_unknown_names_fail():
     with pytest.raises(ValueError, match="scheduler"):
-        lr_factor_fn("linear", 10, 1)
+        LRSchedule("linear", 10, 1)
     with pytest.raises(ValueError, match="optimizer"):
         build_optimizer(torch.nn.Linear(2, 2), name="Adam")
 
