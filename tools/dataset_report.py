@@ -6,7 +6,7 @@
 Prints, for every split of the config: images, boxes per class, images without boxes, ignore
 regions; then, for `--split`: the share of GT boxes that get at least one positive from the
 training assigner (ATSS over anchors of `model.loss.octave_base_scale` x stride) at
-`data.input_size`, by box size; then the loaders' own summary lines (what they skipped or
+`data.train_input_size` (else `data.input_size`), by box size; then the loaders' own summary lines (what they skipped or
 repaired). Writes DIR/dataset_report.png (default outputs/dataset_report): boxes per class, box
 width / height histograms against the strides and anchor sizes, and the coverage by size.
 
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     class_names = list(data.class_names) or list(sources[args.split].class_names)
     stats = [split_stats(split, source) for split, source in sources.items()]
     loss_fn = build_model(cfg.model).loss_fn  # the training's own anchors and assigner
-    coverage = positive_coverage(sources[args.split], loss_fn, data.input_size, data.keep_ratio)
+    size = data.train_input_size or data.input_size  # the size the assigner sees the boxes at
+    coverage = positive_coverage(sources[args.split], loss_fn, size, data.keep_ratio)
     assigner = (f"ATSS top-{loss_fn.assigner.topk}, anchors {loss_fn.octave_base_scale:g} x stride "
                 f"{list(loss_fn.strides)}")
     print(report_table(stats, class_names, coverage, args.split, assigner))

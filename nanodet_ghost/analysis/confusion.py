@@ -23,7 +23,7 @@ from pycocotools import mask as mask_utils
 logger = logging.getLogger(__name__)
 
 
-def _iou(dets: np.ndarray, gts: np.ndarray, crowd: bool) -> np.ndarray:
+def iou_xywh(dets: np.ndarray, gts: np.ndarray, crowd: bool) -> np.ndarray:
     """[D, G] IoU of xywh boxes (crowd: intersection over the detection's area)."""
     if len(dets) == 0 or len(gts) == 0:
         return np.zeros((len(dets), len(gts)))
@@ -83,8 +83,8 @@ def confusion_matrix(
         image_gts, image_dets = gts.get(image_id, []), dets.get(image_id, [])
         image_dets = sorted(image_dets, key=lambda d: -float(d["score"]))  # stable on ties
         gt_labels = [label_of[int(a["category_id"])] for a in image_gts]
-        ious = _iou(_xywh(image_dets), _xywh(image_gts), crowd=False)
-        crowd_ious = _iou(_xywh(image_dets), _xywh(crowds.get(image_id, [])), crowd=True)
+        ious = iou_xywh(_xywh(image_dets), _xywh(image_gts), crowd=False)
+        crowd_ious = iou_xywh(_xywh(image_dets), _xywh(crowds.get(image_id, [])), crowd=True)
         matched = np.zeros(len(image_gts), bool)
         for d, det in enumerate(image_dets):
             det_label = label_of[int(det["category_id"])]

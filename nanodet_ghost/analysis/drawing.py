@@ -41,7 +41,8 @@ def fit_to_cell(img: np.ndarray, cell: Tuple[int, int] = CELL) -> Tuple[np.ndarr
     return out, matrix
 
 
-def _map_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def map_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """xyxy boxes [K, 4] through the scale + offset `matrix` of `fit_to_cell` (float64)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     return boxes * np.tile(np.diag(matrix)[:2], 2) + np.tile(matrix[:2, 2], 2)
 
@@ -98,10 +99,10 @@ def gt_and_predictions(img: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndar
     """
     fitted, matrix = fit_to_cell(img, cell)
     palette = make_palette(len(class_names))
-    gt = draw_labelled_boxes(fitted, _map_boxes(gt_boxes, matrix), gt_labels, class_names,
+    gt = draw_labelled_boxes(fitted, map_boxes(gt_boxes, matrix), gt_labels, class_names,
                              palette=palette)
     keep = np.asarray(pred_scores).reshape(-1) >= score_thr
-    pred = draw_labelled_boxes(fitted, _map_boxes(pred_boxes, matrix)[keep],
+    pred = draw_labelled_boxes(fitted, map_boxes(pred_boxes, matrix)[keep],
                                np.asarray(pred_labels).reshape(-1)[keep], class_names,
                                scores=np.asarray(pred_scores).reshape(-1)[keep], palette=palette)
     prefix = f"{title}: " if title else ""

@@ -41,7 +41,10 @@ class AugmentConfig:
 @dataclass
 class DataConfig:
     class_names: List[str] = field(default_factory=list)
-    input_size: List[int] = field(default_factory=lambda: [320, 320])  # [width, height]
+    input_size: List[int] = field(default_factory=lambda: [320, 320])  # [width, height]: val, test, export
+    # [width, height] of training batches when it differs from input_size: training at a smaller size
+    # buys epochs, and a fully convolutional detector evaluates well at a somewhat larger one
+    train_input_size: Optional[List[int]] = None
     keep_ratio: bool = True
     mean: List[float] = field(default_factory=lambda: [103.53, 116.28, 123.675])  # BGR
     std: List[float] = field(default_factory=lambda: [57.375, 57.12, 58.395])  # BGR

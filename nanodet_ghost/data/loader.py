@@ -136,8 +136,12 @@ def _as_dict(node: Any) -> Dict[str, Any]:
 
 
 def build_pipeline(data_cfg: Any, train: bool) -> Pipeline:
-    """`TrainPipeline` (with `data.augment`) or `ValPipeline` from the `data:` config node."""
-    common = dict(input_size=list(data_cfg.input_size), keep_ratio=bool(data_cfg.keep_ratio),
+    """`TrainPipeline` (with `data.augment`, at `data.train_input_size` when set) or `ValPipeline`
+    (at `data.input_size`) from the `data:` config node."""
+    size = data_cfg.input_size
+    if train and getattr(data_cfg, "train_input_size", None):
+        size = data_cfg.train_input_size
+    common = dict(input_size=list(size), keep_ratio=bool(data_cfg.keep_ratio),
                   mean=list(data_cfg.mean), std=list(data_cfg.std))
     if train:
         return TrainPipeline(**common, **_as_dict(data_cfg.augment))

@@ -1,11 +1,13 @@
-"""The embedded quickstart dataset: seeded shapes on textured backgrounds, written as COCO.
+"""The embedded quickstart dataset: seeded shapes on cluttered backgrounds, written as COCO.
 
-Six classes (`SYNTHETIC_CLASSES`) of filled shapes with random colours, shading, rotation and size
-(20-150 px) on 224-416 px images of varied aspect ratio. Backgrounds are smooth colour noise,
-gradients or stripes, with clutter lines; objects may overlap (at most half of an earlier object
-is hidden) and may be cut by the image border. Boxes are the visible extent of each object.
+Six classes (`SYNTHETIC_CLASSES`) of shapes with random rotation, size (24-128 px) and a textured
+fill (shaded, striped, checkered or mottled, in two colours) on 288-384 px images of varied aspect
+ratio. Backgrounds are smooth colour noise, gradients or stripes, with clutter lines and
+distractors: soft irregular blobs that belong to no class. Objects may overlap (at most a third of
+an earlier object is hidden) and may be cut by the image border. Boxes are the visible extent of
+each object.
 
-Files are generated once (no download) into `<cache>/synthetic_v1/<split>/` as `images/*.jpg` plus
+Files are generated once (no download) into `<cache>/synthetic_v2/<split>/` as `images/*.jpg` plus
 `annotations.json`, where `<cache>` is the `root` argument, else `$NANODET_GHOST_CACHE`, else
 `~/.cache/nanodet_ghost`. A split is regenerated when its completion marker is missing or was
 written with other parameters. The same seed gives the same bytes.
@@ -30,14 +32,14 @@ logger = logging.getLogger(__name__)
 
 SYNTHETIC_CLASSES = ("circle", "triangle", "rectangle", "star", "ring", "cross")
 CACHE_ENV_VAR = "NANODET_GHOST_CACHE"
-VERSION = "synthetic_v1"
+VERSION = "synthetic_v2"
 # split -> (number of images, seed)
 SPLITS: Dict[str, Tuple[int, int]] = {"train": (300, 1001), "val": (60, 2002), "test": (60, 3003)}
 _MARKER = "_complete.json"
 _JPEG_QUALITY = 92
-_MIN_SIZE, _MAX_SIZE = 20, 150
+_MIN_SIZE, _MAX_SIZE = 24, 128
 _MIN_CONTRAST = 70.0  # L2 distance (0..255 BGR) between an object and the background under it
-_MAX_HIDDEN = 0.5  # a new object may hide at most this fraction of an earlier one
+_MAX_HIDDEN = 1 / 3  # a new object may hide at most this fraction of an earlier one
 _SUBPIXEL = 16  # cv2 drawing with shift=4
 
 
@@ -76,7 +78,27 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
         pts = rng.uniform(-20, [w + 20, h + 20], (rng.integers(2, 5), 2)).astype(np.int32)
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
         cv2.polylines(bg, [pts], False, colour, int(rng.integers(1, 4)), cv2.LINE_AA)
-    return bg.astype(np.float32)
+    bg = bg.astype(np.float32)
+    for _ in range(rng.integers(0, 5)):
+        bg = _distractor(rng, bg)
+    return bg
+
+
+def _distractor(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Paint one soft, irregular blob (no class): the detector must learn what is not an object."""
+    h, w = img.shape[:2]
+    size = rng.uniform(_MIN_SIZE, 1.2 * _MAX_SIZE)
+    k = np.arange(12)
+    radius = size / 2 * np.exp(rng.normal(0, 0.25, 12))  # lumpy outline, no corners or holes
+    angles = 2 * math.pi * (k + rng.uniform(-0.3, 0.3, 12)) / 12
+    pts = np.stack((np.cos(angles) * radius, np.sin(angles) * radius), 1) + rng.uniform(0, (w, h))
+    alpha = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(alpha, [np.round(pts * _SUBPIXEL).astype(np.int32)], 255, cv2.LINE_AA, 4)
+    blur = int(rng.integers(1, 4)) * 4 + 1  # out of focus: soft edges, unlike the objects
+    k_alpha = cv2.GaussianBlur(alpha, (blur, blur), 0).astype(np.float32)[..., None] / 255.0
+    colour = rng.uniform(0, 255, 3).astype(np.float32)
+    opacity = rng.uniform(0.35, 0.8)
+    return img * (1 - opacity * k_alpha) + colour * (opacity * k_alpha)
 
 
 def _polygon(kind: str, rng: np.random.Generator, r: float) -> np.ndarray:
@@ -136,6 +158,36 @@ def _object_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
     return best
 
 
+def _texture(rng: np.random.Generator, colour: np.ndarray, w: int, h: int, cx: float, cy: float,
+             size: float) -> np.ndarray:
+    """float32 [h, w, 3] fill of one object: `colour` lit by a soft gradient, and for most objects
+    a pattern (stripes, checks or mottling) mixing in a second, darker or lighter tone."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    a = rng.uniform(0, 2 * math.pi)
+    u = (xx - cx) * math.cos(a) + (yy - cy) * math.sin(a)
+    v = -(xx - cx) * math.sin(a) + (yy - cy) * math.cos(a)
+    shade = 1.0 + rng.uniform(0.0, 0.25) * u / max(size / 2, 1.0)
+    kind = rng.integers(4)
+    period = size * rng.uniform(0.15, 0.35)
+    if kind == 1:  # stripes
+        pattern = (np.sin(u * (2 * math.pi / period)) > 0).astype(np.float32)
+    elif kind == 2:  # checks
+        pattern = ((np.floor(u / period) + np.floor(v / period)) % 2).astype(np.float32)
+    elif kind == 3:  # mottled
+        cells = max(2, int(size / period))
+        small = rng.uniform(0, 1, (cells, cells)).astype(np.float32)
+        patch = cv2.resize(small, (int(size) + 2, int(size) + 2), interpolation=cv2.INTER_CUBIC)
+        pattern = np.zeros((h, w), np.float32)
+        x0, y0 = int(cx - size / 2) - 1, int(cy - size / 2) - 1
+        xs, ys = slice(max(x0, 0), min(x0 + patch.shape[1], w)), slice(max(y0, 0), min(y0 + patch.shape[0], h))
+        pattern[ys, xs] = patch[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    else:  # plain, shading only
+        pattern = np.zeros((h, w), np.float32)
+    tone = rng.uniform(0.45, 0.7) if rng.random() < 0.5 else rng.uniform(1.3, 1.6)
+    light = shade * (1.0 + (tone - 1.0) * pattern)
+    return np.clip(colour * light[..., None].clip(0.4, 1.7), 0, 255)
+
+
 def render_image(rng: np.random.Generator) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
     """One synthetic image.
 
@@ -144,16 +196,16 @@ def render_image(rng: np.random.Generator) -> Tuple[np.ndarray, List[Dict[str, A
         objects: list of dict(label=int (index in SYNTHETIC_CLASSES), bbox=[x, y, w, h] of the
             visible pixels, area=visible pixel count).
     """
-    long_side = int(rng.integers(288, 417))
-    short_side = int(round(long_side * rng.uniform(0.6, 1.0)))
+    long_side = int(rng.integers(288, 385))
+    short_side = int(round(long_side * rng.uniform(0.65, 1.0)))
     w, h = (long_side, short_side) if rng.random() < 0.6 else (short_side, long_side)
     img = _background(rng, w, h)
     masks: List[np.ndarray] = []
     labels: List[int] = []
-    for _ in range(int(rng.integers(1, 7))):
+    for _ in range(int(rng.integers(2, 9))):
         label = int(rng.integers(len(SYNTHETIC_CLASSES)))
         kind = SYNTHETIC_CLASSES[label]
-        max_size = min(_MAX_SIZE, 0.75 * min(w, h))
+        max_size = min(_MAX_SIZE, 0.6 * min(w, h))
         for _attempt in range(20):
             size = float(math.exp(rng.uniform(math.log(_MIN_SIZE), math.log(max_size))))
             cx = rng.uniform(0.3 * size, w - 0.3 * size)  # may be cut by the border
@@ -167,12 +219,7 @@ def render_image(rng: np.random.Generator) -> Tuple[np.ndarray, List[Dict[str, A
                 break
         else:
             continue
-        colour = _object_colour(rng, img[mask])
-        a = rng.uniform(0, 2 * math.pi)  # shading: a soft light gradient across the object
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        shade = 1.0 + rng.uniform(0.0, 0.25) * (
-            ((xx - cx) * math.cos(a) + (yy - cy) * math.sin(a)) / max(size / 2, 1.0))
-        fill = np.clip(colour * shade[..., None].clip(0.6, 1.4), 0, 255)
+        fill = _texture(rng, _object_colour(rng, img[mask]), w, h, cx, cy, size)
         k = (alpha.astype(np.float32) / 255.0)[..., None]
         img = img * (1 - k) + fill * k
         masks.append(mask)

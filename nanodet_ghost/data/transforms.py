@@ -184,11 +184,13 @@ def color_normalize(
     gain: float = 1.0,
     offset: float = 0.0,
     sat: float = 1.0,
+    out: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """uint8 [H, W, 3] BGR -> float32 [3, H, W]: colour jitter (see `random_color_affine`) then
-    `(x - mean) / std`, fused into one weighted sum per channel written straight into CHW."""
+    `(x - mean) / std`, fused into one weighted sum per channel written straight into CHW (into
+    `out` when given: float32 [3, H, W], e.g. a window of a larger padded input)."""
     h, w = img.shape[:2]
-    out = np.empty((3, h, w), np.float32)
+    out = np.empty((3, h, w), np.float32) if out is None else out
     planes = cv2.split(img)
     gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if sat != 1.0 else None
     for c in range(3):
@@ -234,9 +236,11 @@ def preprocess_image(
     left, top = int(m[0, 2]), int(m[1, 2])
     img = img_bgr if (new_w, new_h) == (w, h) else cv2.resize(
         img_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    if (new_w, new_h) != (dst_w, dst_h):
-        img = cv2.copyMakeBorder(img, top, dst_h - new_h - top, left, dst_w - new_w - left,
-                                 cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    chw = color_normalize(img, mean, std)
+    if (new_w, new_h) == (dst_w, dst_h):
+        chw = color_normalize(img, mean, std)
+    else:  # the black border, normalised, around the image normalised in place: no padded copy
+        chw = np.empty((3, dst_h, dst_w), np.float32)
+        chw[:] = (-np.asarray(mean, np.float64) / np.asarray(std, np.float64)).astype(np.float32)[:, None, None]
+        color_normalize(img, mean, std, out=chw[:, top:top + new_h, left:left + new_w])
     meta = dict(orig_hw=(h, w), input_hw=(dst_h, dst_w), warp_matrix=m.astype(np.float32))
     return chw, meta

@@ -128,6 +128,22 @@ def _iou(rows: np.ndarray, row_areas: np.ndarray, cols: np.ndarray, col_areas: n
         return np.divide(w, union, out=w)
 
 
+def _greedy_keep(over: np.ndarray) -> np.ndarray:
+    """Greedy NMS within one block, without a Python loop per box: bool [n], box i kept iff no kept
+    box before it overlaps it (`over[j, i]`, boxes in decreasing score order).
+
+    That rule defines `keep` one box at a time, so it is the only fixed point of
+    `keep = no kept earlier box overlaps`; iterating from "all kept" settles at least one more box
+    per round (box i once boxes < i are settled), and in practice in 2-4 rounds."""
+    earlier = np.triu(over, 1)  # earlier[j, i]: j < i and j would suppress i
+    keep = np.ones(len(over), bool)
+    while True:
+        settled = ~(earlier & keep[:, None]).any(axis=0)
+        if np.array_equal(settled, keep):
+            return keep
+        keep = settled
+
+
 def nms_np(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
            max_keep: Optional[int] = None) -> np.ndarray:
     """Greedy NMS like `torchvision.ops.nms`: boxes float [K, 4] xyxy, scores [K] → kept indices
@@ -135,9 +151,9 @@ def nms_np(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
     with a kept one is > threshold (float32 arithmetic, as torchvision for float32 boxes).
     `max_keep` stops after that many boxes are kept (the result is then a prefix of the full one).
 
-    Blocked for speed: the greedy pass runs over the IoU matrix of the first `NMS_BLOCK` boxes
-    left, then the boxes kept in the block suppress all later ones at once and the survivors are
-    compacted, so every IoU is computed on contiguous slices."""
+    Blocked for speed: the greedy pass (`_greedy_keep`) runs over the IoU matrix of the first
+    `NMS_BLOCK` boxes left, then the boxes kept in the block suppress all later ones at once and the
+    survivors are compacted, so every IoU is computed on contiguous slices."""
     order = np.argsort(-scores, kind="stable")
     coords = np.ascontiguousarray(boxes.astype(np.float32, copy=False)[order].T)  # [4, K] x1, y1, x2, y2
     areas = (coords[2] - coords[0]) * (coords[3] - coords[1])
@@ -147,15 +163,7 @@ def nms_np(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
     while positions.size and len(keep) < limit:
         n = min(NMS_BLOCK, positions.size)
         over = _iou(coords[:, :n], areas[:n], coords[:, :n], areas[:n]) > iou_threshold
-        suppressed = np.zeros(n, bool)
-        kept_rows = []
-        for r in range(n):
-            if suppressed[r]:
-                continue
-            kept_rows.append(r)
-            if len(keep) + len(kept_rows) >= limit:
-                break
-            suppressed |= over[r]
+        kept_rows = np.flatnonzero(_greedy_keep(over))[:limit - len(keep)]
         keep.extend(positions[kept_rows].tolist())
         if len(keep) >= limit or positions.size == n:
             break

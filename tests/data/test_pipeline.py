@@ -94,3 +94,16 @@ def test_mosaic_probability_and_extra_records() -> None:
     sample = always(img, ann, rng, extra=[make_record(200, 300, 2)] * 3)
     assert_sample_format(sample, (320, 320))
     assert ValPipeline((320, 320)).num_extra_images(rng) == 0
+
+
+def test_train_input_size_applies_to_training_only() -> None:
+    from omegaconf import OmegaConf
+
+    from nanodet_ghost.data.config import DataConfig
+    from nanodet_ghost.data.loader import build_pipeline
+
+    data = OmegaConf.structured(DataConfig(input_size=[416, 320], train_input_size=[320, 256]))
+    assert build_pipeline(data, train=True).input_size == (320, 256)
+    assert build_pipeline(data, train=False).input_size == (416, 320)
+    data.train_input_size = None
+    assert build_pipeline(data, train=True).input_size == (416, 320)

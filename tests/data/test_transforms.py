@@ -5,6 +5,7 @@ import subprocess
 import sys
 from typing import Dict, List, Tuple
 
+import cv2
 import numpy as np
 import pytest
 
@@ -198,3 +199,19 @@ def test_transforms_module_does_not_import_torch() -> None:
     code = ("import sys, nanodet_ghost.data.transforms; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("hw", [(480, 640), (640, 480), (100, 333), (320, 320), (17, 900)])
+def test_preprocess_pads_by_filling_around_the_normalised_image(hw) -> None:
+    # the reference: letterbox with a black border, then normalise the whole input
+    img = np.random.default_rng(hw[0]).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    mean, std = [103.53, 116.28, 123.675], [57.375, 57.12, 58.395]
+    chw, meta = preprocess_image(img, (320, 256), True, mean, std)
+    m = meta["warp_matrix"]
+    new_w, new_h = int(round(m[0, 0] * hw[1])), int(round(m[1, 1] * hw[0]))
+    left, top = int(m[0, 2]), int(m[1, 2])
+    resized = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_w, new_h) != hw[::-1] else img
+    padded = cv2.copyMakeBorder(resized, top, 256 - new_h - top, left, 320 - new_w - left, cv2.BORDER_CONSTANT,
+                                value=(0, 0, 0))
+    assert chw.shape == (3, 256, 320)
+    np.testing.assert_array_equal(chw, color_normalize(padded, mean, std))
