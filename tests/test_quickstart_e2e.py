@@ -13,12 +13,13 @@ from nanodet_ghost.data.loader import build_source_for
 from nanodet_ghost.inference.predictor import Predictor
 from nanodet_ghost.paths import REPO_ROOT
 
-# The short run: a 75-second budget at 192x192. The full quickstart is held to 75 % of the objects
-# found at score >= 0.3 (README); this run, measured at FOUND of TOTAL, to SHORT_MIN_FOUND at SHORT_SCORE_THR.
-SHORT_BUDGET = "00:01:15"
-SHORT_SIZE = 192
-SHORT_SCORE_THR = 0.3
-SHORT_MIN_FOUND = 0.0
+# The short run: a 90-second budget at 256x256. The full quickstart's rule is 75 % of the objects of
+# the first 4 val images found at score >= 0.3. This run scores lower: measured 2026-12-02 (2-core
+# AMD EPYC), 5 of 10 at score >= 0.1 and 1 of 10 at 0.3, so it must find 30 % at score >= 0.1.
+SHORT_BUDGET = "00:01:30"
+SHORT_SIZE = 256
+SHORT_SCORE_THR = 0.1
+SHORT_MIN_FOUND = 0.3
 
 
 def run(args, env, timeout=600):
@@ -52,6 +53,8 @@ def test_quickstart_short(tmp_path):
     items = find_in_first_images(source, Predictor.from_checkpoint(cfg, best), 4, iou_thr=0.5, score_thr=SHORT_SCORE_THR)
     found, total = sum(int(i.found.sum()) for i in items), sum(len(i.found) for i in items)
     assert found >= SHORT_MIN_FOUND * total, f"found {found} of {total} at score >= {SHORT_SCORE_THR}"
+    printed = find_in_first_images(source, Predictor.from_checkpoint(cfg, best), 4, iou_thr=0.5, score_thr=0.3)
+    assert (int(line.group(1)), int(line.group(2))) == (sum(int(i.found.sum()) for i in printed), total)
 
     stats = tmp_path / "stats.json"
     run([str(REPO_ROOT / "tools" / "test.py"), str(save_dir / "config.yaml"), str(best), "--split", "val",
