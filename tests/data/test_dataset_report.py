@@ -143,6 +143,6 @@ def test_report_on_bccd(bccd_root: Path, tmp_path: Path, capsys) -> None:
     assert "skipped 1 zero-size box (BloodImage_00343.xml)" in text
     cfg = load_config(config)
     source = build_source_for(cfg.data.train, list(cfg.data.class_names), "train")
-    positives = direct_coverage(source, tuple(cfg.data.input_size), cfg.data.keep_ratio,
+    positives = direct_coverage(source, tuple(cfg.data.train_input_size or cfg.data.input_size), cfg.data.keep_ratio,
                                 cfg.model.loss.atss_topk, cfg.model.loss.octave_base_scale)
     assert f"{int((positives > 0).sum())} of 2804 boxes get at least one positive" in text
