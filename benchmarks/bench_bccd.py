@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """BCCD accuracy benchmark: train from scratch on `train`, validate on `val`, report COCO mAP on `test`.
 
-    python benchmarks/bench_bccd.py [--config config/bccd_ghost_320.yml] [--seeds 0 1 2] [key=value ...]
+    python benchmarks/bench_bccd.py [--config config/bccd_ghost_320.yml] [key=value ...] [--seeds 0 1 2]
+
+(`--seeds` last: it takes every number after it.)
 
 Each seed is a full run (the config's `train.time_budget`, or `max_epochs` / `max_time` when no budget is
 set) in `<train.save_dir>/seed<N>`. The table lists every seed, then the mean and the sample standard
@@ -114,8 +116,8 @@ def main(argv=None) -> int:
     train_size = list(data.train_input_size or data.input_size)
     body = (
         f"Measured {today()} on {machine_description()} by `python benchmarks/bench_bccd.py --config "
-        f"config/{Path(args.config).name} --seeds {' '.join(map(str, args.seeds))}"
-        f"{' ' + ' '.join(args.overrides) if args.overrides else ''}`: from scratch (no pretrained weights), "
+        f"config/{Path(args.config).name}{' ' + ' '.join(args.overrides) if args.overrides else ''} "
+        f"--seeds {' '.join(map(str, args.seeds))}`: from scratch (no pretrained weights), "
         f"trained on BCCD `train` (205 images) at {train_size[0]}x{train_size[1]}, best checkpoint chosen on "
         f"`val` (87 images), reported on `test` (72 images), both evaluated at "
         f"{data.input_size[0]}x{data.input_size[1]}. Wall time includes validation and the final evaluation; "
