@@ -15,11 +15,12 @@ from nanodet_ghost.paths import REPO_ROOT
 
 # The short run: a 90-second budget at 256x256. The full quickstart's rule is 75 % of the objects of
 # the first 4 val images found at score >= 0.3. This run scores lower: measured 2026-12-02 (2-core
-# AMD EPYC), 5 of 10 at score >= 0.1 and 1 of 10 at 0.3, so it must find 30 % at score >= 0.1.
+# AMD EPYC, synthetic_v3), 12 of 17 at score >= 0.1 and 4 of 17 at 0.3, so it must find 40 % at
+# score >= 0.1 (room for a slower machine that gets fewer epochs into the budget).
 SHORT_BUDGET = "00:01:30"
 SHORT_SIZE = 256
 SHORT_SCORE_THR = 0.1
-SHORT_MIN_FOUND = 0.3
+SHORT_MIN_FOUND = 0.4
 
 
 def run(args, env, timeout=600):

@@ -1,13 +1,13 @@
 """The embedded quickstart dataset: seeded shapes on cluttered backgrounds, written as COCO.
 
-Six classes (`SYNTHETIC_CLASSES`) of shapes with random rotation, size (24-128 px) and a textured
+Six classes (`SYNTHETIC_CLASSES`) of shapes with random rotation, size (28-128 px) and a textured
 fill (shaded, striped, checkered or mottled, in two colours) on 288-384 px images of varied aspect
 ratio. Backgrounds are smooth colour noise, gradients or stripes, with clutter lines and
-distractors: soft irregular blobs that belong to no class. Objects may overlap (at most a third of
+distractors: soft, smoothly lumpy blobs with no corners that belong to no class. Objects may overlap (at most a third of
 an earlier object is hidden) and may be cut by the image border. Boxes are the visible extent of
 each object.
 
-Files are generated once (no download) into `<cache>/synthetic_v2/<split>/` as `images/*.jpg` plus
+Files are generated once (no download) into `<cache>/synthetic_v3/<split>/` as `images/*.jpg` plus
 `annotations.json`, where `<cache>` is the `root` argument, else `$NANODET_GHOST_CACHE`, else
 `~/.cache/nanodet_ghost`. A split is regenerated when its completion marker is missing or was
 written with other parameters. The same seed gives the same bytes.
@@ -32,12 +32,12 @@ logger = logging.getLogger(__name__)
 
 SYNTHETIC_CLASSES = ("circle", "triangle", "rectangle", "star", "ring", "cross")
 CACHE_ENV_VAR = "NANODET_GHOST_CACHE"
-VERSION = "synthetic_v2"
+VERSION = "synthetic_v3"
 # split -> (number of images, seed)
 SPLITS: Dict[str, Tuple[int, int]] = {"train": (300, 1001), "val": (60, 2002), "test": (60, 3003)}
 _MARKER = "_complete.json"
 _JPEG_QUALITY = 92
-_MIN_SIZE, _MAX_SIZE = 24, 128
+_MIN_SIZE, _MAX_SIZE = 28, 128
 _MIN_CONTRAST = 70.0  # L2 distance (0..255 BGR) between an object and the background under it
 _MAX_HIDDEN = 1 / 3  # a new object may hide at most this fraction of an earlier one
 _SUBPIXEL = 16  # cv2 drawing with shift=4
@@ -79,7 +79,7 @@ def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
         cv2.polylines(bg, [pts], False, colour, int(rng.integers(1, 4)), cv2.LINE_AA)
     bg = bg.astype(np.float32)
-    for _ in range(rng.integers(0, 5)):
+    for _ in range(rng.integers(0, 4)):
         bg = _distractor(rng, bg)
     return bg
 
@@ -88,9 +88,11 @@ def _distractor(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     """Paint one soft, irregular blob (no class): the detector must learn what is not an object."""
     h, w = img.shape[:2]
     size = rng.uniform(_MIN_SIZE, 1.2 * _MAX_SIZE)
-    k = np.arange(12)
-    radius = size / 2 * np.exp(rng.normal(0, 0.25, 12))  # lumpy outline, no corners or holes
-    angles = 2 * math.pi * (k + rng.uniform(-0.3, 0.3, 12)) / 12
+    # a smooth lumpy outline (low harmonics only): no corners, so it never reads as a polygon shape
+    angles = np.linspace(0, 2 * math.pi, 48, endpoint=False)
+    harmonics = np.arange(2, 5)[:, None]
+    lumps = (rng.uniform(0.05, 0.2, (3, 1)) * np.cos(harmonics * angles + rng.uniform(0, 2 * math.pi, (3, 1))))
+    radius = size / 2 * (1 + lumps.sum(0))
     pts = np.stack((np.cos(angles) * radius, np.sin(angles) * radius), 1) + rng.uniform(0, (w, h))
     alpha = np.zeros((h, w), np.uint8)
     cv2.fillPoly(alpha, [np.round(pts * _SUBPIXEL).astype(np.int32)], 255, cv2.LINE_AA, 4)
@@ -107,7 +109,7 @@ def _polygon(kind: str, rng: np.random.Generator, r: float) -> np.ndarray:
         angles = np.deg2rad(np.array([-90, 30, 150]) + rng.uniform(-15, 15, 3))
         return np.stack([np.cos(angles), np.sin(angles)], 1) * r
     if kind == "rectangle":
-        aspect = rng.uniform(0.35, 1.0)
+        aspect = rng.uniform(0.45, 1.0)
         return np.array([[-1, -aspect], [1, -aspect], [1, aspect], [-1, aspect]]) * r * 0.9
     if kind == "star":
         inner = rng.uniform(0.38, 0.55)
@@ -167,7 +169,7 @@ def _texture(rng: np.random.Generator, colour: np.ndarray, w: int, h: int, cx: f
     u = (xx - cx) * math.cos(a) + (yy - cy) * math.sin(a)
     v = -(xx - cx) * math.sin(a) + (yy - cy) * math.cos(a)
     shade = 1.0 + rng.uniform(0.0, 0.25) * u / max(size / 2, 1.0)
-    kind = rng.integers(4)
+    kind = rng.choice(4, p=(0.4, 0.2, 0.2, 0.2))
     period = size * rng.uniform(0.15, 0.35)
     if kind == 1:  # stripes
         pattern = (np.sin(u * (2 * math.pi / period)) > 0).astype(np.float32)
@@ -183,7 +185,7 @@ def _texture(rng: np.random.Generator, colour: np.ndarray, w: int, h: int, cx: f
         pattern[ys, xs] = patch[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
     else:  # plain, shading only
         pattern = np.zeros((h, w), np.float32)
-    tone = rng.uniform(0.45, 0.7) if rng.random() < 0.5 else rng.uniform(1.3, 1.6)
+    tone = rng.uniform(0.55, 0.75) if rng.random() < 0.5 else rng.uniform(1.3, 1.5)
     light = shade * (1.0 + (tone - 1.0) * pattern)
     return np.clip(colour * light[..., None].clip(0.4, 1.7), 0, 255)
 
