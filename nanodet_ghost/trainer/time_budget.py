@@ -5,7 +5,8 @@ annealed and before its last epochs were validated. `TimeBudget` measures the pa
 plans the run so that training plus validation end within the budget:
 
 - after the first epoch, and whenever the measured pace drifts by more than `drift` from the
-  pace of the last plan, it sets the number of epochs that still fit;
+  pace of the last plan, it sets the number of epochs that still fit (growing the plan only with a
+  small reserve to spare, shrinking it only when it no longer fits: `revise_plan`);
 - the LR schedule (`LRSchedule`) is resized to end exactly on the last planned step, from the
   step it is at (warmup and the steps already taken are unchanged);
 - validations are spaced so that about `validations` of them happen whatever the pace, counted
@@ -25,6 +26,9 @@ from pytorch_lightning.callbacks import Callback
 logger = logging.getLogger(__name__)
 
 _PACE_WINDOW = 3  # epochs averaged for the pace
+# A plan grows only with this much of the budget to spare (see `revise_plan`): half an epoch or 1 %
+_RESERVE_EPOCHS = 0.5
+_RESERVE_SHARE = 0.01
 
 
 def parse_duration(text: str) -> float:
@@ -58,6 +62,24 @@ def plan_epochs(remaining_s: float, epoch_s: float, val_s: float, epochs_done: i
             break
         extra -= 1
     return extra
+
+
+def revise_plan(planned: Optional[int], epochs_done: int, remaining_s: float, epoch_s: float, val_s: float,
+                validations: int, reserve_s: float) -> int:
+    """The total number of epochs after a new measurement of the pace, with hysteresis.
+
+    A plan grows only when the extra epochs fit with `reserve_s` to spare, and shrinks only when it
+    no longer fits the budget at all. Without the gap, a pace that wobbles near the end of a run
+    adds an epoch and then takes it back after the LR schedule has been stretched for it, so the
+    last step would not reach the LR floor.
+    """
+    fits = epochs_done + plan_epochs(remaining_s, epoch_s, val_s, epochs_done, validations)
+    fits_spared = epochs_done + plan_epochs(remaining_s - reserve_s, epoch_s, val_s, epochs_done, validations)
+    if planned is None or planned < fits_spared:
+        return fits_spared
+    if planned > fits:
+        return fits
+    return planned
 
 
 def val_interval(total_epochs: int, validations: int) -> int:
@@ -183,7 +205,8 @@ class TimeBudget(Callback):
         """The total number of epochs that fits the budget at the measured pace."""
         done = trainer.current_epoch + 1
         remaining = self.budget_s - self.spent_s()
-        total = done + plan_epochs(remaining, epoch_s, val_s, done, self.validations)
+        reserve = max(_RESERVE_EPOCHS * epoch_s, _RESERVE_SHARE * self.budget_s)
+        total = revise_plan(self.planned_epochs, done, remaining, epoch_s, val_s, self.validations, reserve)
         self.planned_epoch_s, self.planned_val_s = epoch_s, val_s
         if trainer.is_global_zero:
             logger.info("time budget: %.0f of %.0f s left after epoch %d at %.1f s/epoch and %.1f s per "
