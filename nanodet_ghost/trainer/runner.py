@@ -110,6 +110,8 @@ def time_budget_callback(train: DictConfig) -> List[Callback]:
     except ValueError as exc:
         raise ConfigError(f"train.time_budget: {exc}") from None
     validations = max(1, round(train.max_epochs / max(train.val_interval, 1)))
+    logger.info("train.time_budget=%s sizes the run from the measured pace: max_epochs=%d is only the first "
+                "guess (train.time_budget=null trains for exactly max_epochs)", train.time_budget, train.max_epochs)
     return [TimeBudget(budget_s, validations=validations)]
 
 

@@ -10,7 +10,8 @@ plans the run so that training plus validation end within the budget:
 - the LR schedule (`LRSchedule`) is resized to end exactly on the last planned step, from the
   step it is at (warmup and the steps already taken are unchanged);
 - validations are spaced so that about `validations` of them happen whatever the pace, counted
-  back from the last epoch, which is always validated;
+  back from the last epoch, which is always validated, and never bunched by a new plan
+  (`validation_due`);
 - the seconds already spent are checkpointed, so a resumed run finishes within the same budget.
 """
 from __future__ import annotations
@@ -87,6 +88,29 @@ def val_interval(total_epochs: int, validations: int) -> int:
     return max(1, round(total_epochs / max(validations, 1)))
 
 
+def validation_due(epoch: int, total_epochs: int, last_validated: Optional[int], validations: int) -> bool:
+    """Whether 0-based `epoch` is validated under a plan of `total_epochs`.
+
+    The grid counts back from the last epoch, which is always validated, in steps of
+    `val_interval`. A new plan shifts the grid, so an epoch on it is validated only if at least half
+    a step has passed since the last validation (a replan cannot put two in a row), and an epoch
+    off it once a whole step has passed (a plan that keeps moving cannot postpone them forever).
+    Nothing is validated within half a step before the last epoch. `last_validated` None counts
+    as epoch -1.
+    """
+    last = total_epochs - 1
+    if epoch >= last:
+        return True
+    step = val_interval(total_epochs, validations)
+    min_gap = max(1, (step + 1) // 2)
+    if last - epoch < min_gap:
+        return False
+    since = epoch - (last_validated if last_validated is not None else -1)
+    if since < min_gap:
+        return False
+    return (last - epoch) % step == 0 or since >= step
+
+
 class TimeBudget(Callback):
     """Plan the number of epochs, the LR schedule and the validations from the measured pace.
 
@@ -111,6 +135,7 @@ class TimeBudget(Callback):
         self._epoch_times: List[float] = []  # start to start, validation excluded: saving included
         self._last_val_s: Optional[float] = None
         self._sanity_s: Optional[float] = None
+        self.last_validated: Optional[int] = None  # epoch of the last validation
 
     # ------------------------------------------------------------------ clock
     def spent_s(self) -> float:
@@ -120,13 +145,15 @@ class TimeBudget(Callback):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"spent_s": self.spent_s(), "planned_epochs": self.planned_epochs,
-                "planned_epoch_s": self.planned_epoch_s, "planned_val_s": self.planned_val_s}
+                "planned_epoch_s": self.planned_epoch_s, "planned_val_s": self.planned_val_s,
+                "last_validated": self.last_validated}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         self.spent_before_s = float(state_dict.get("spent_s", 0.0))
         self.planned_epochs = state_dict.get("planned_epochs")
         self.planned_epoch_s = state_dict.get("planned_epoch_s")
         self.planned_val_s = state_dict.get("planned_val_s")
+        self.last_validated = state_dict.get("last_validated")
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -162,6 +189,7 @@ class TimeBudget(Callback):
         if not trainer.sanity_checking:
             self._last_val_s = time.monotonic() - self._val_start
             self._val_in_epoch += self._last_val_s
+            self.last_validated = trainer.current_epoch
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
@@ -225,7 +253,7 @@ class TimeBudget(Callback):
                 schedule.total_steps = max(self.planned_epochs * max(steps_per_epoch, 1), 1)
 
     def _schedule_validation(self, trainer: pl.Trainer) -> None:
-        """Validate the epochs `total - 1`, `total - 1 - interval`, ... of the current plan.
+        """Validate this epoch if `validation_due` says so under the current plan.
 
         Lightning validates epoch e when `(e + 1) % check_val_every_n_epoch == 0`: 1 validates
         this epoch, `e + 2` skips it.
@@ -233,6 +261,5 @@ class TimeBudget(Callback):
         if self.planned_epochs is None:
             return  # first epoch: Lightning's own interval until the pace is known
         epoch = trainer.current_epoch
-        step = val_interval(self.planned_epochs, self.validations)
-        due = (self.planned_epochs - 1 - epoch) % step == 0
+        due = validation_due(epoch, self.planned_epochs, self.last_validated, self.validations)
         trainer.check_val_every_n_epoch = 1 if due else epoch + 2

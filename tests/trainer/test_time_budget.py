@@ -11,7 +11,7 @@ from pytorch_lightning.callbacks import Callback
 from nanodet_ghost.config import ConfigError
 from nanodet_ghost.model.weights import read_checkpoint
 from nanodet_ghost.trainer.runner import train
-from nanodet_ghost.trainer.time_budget import parse_duration, plan_epochs, revise_plan, val_interval
+from nanodet_ghost.trainer.time_budget import parse_duration, plan_epochs, revise_plan, val_interval, validation_due
 
 from test_resume import CrashAtEpoch, SimulatedCrash
 from trainer_helpers import tiny_config
@@ -79,6 +79,37 @@ def test_a_plan_grows_with_room_to_spare_and_shrinks_only_when_it_no_longer_fits
     plans = [revise(51, remaining) for remaining in (20.5, 19.6, 20.4, 20.0)]
     assert plans == [51, 51, 51, 51]
     assert [revise(51, remaining, reserve=0.0) for remaining in (20.5, 19.6, 20.4, 20.0)] == [52, 51, 52, 52]
+
+
+def validated_epochs(plans, validations=5):
+    """Epochs validated when the plan before epoch e is `plans[e]` (the run ends with the last plan)."""
+    done, last = [], None
+    for epoch, total in enumerate(plans):
+        if epoch >= total:
+            break
+        if validation_due(epoch, total, last, validations):
+            done.append(epoch)
+            last = epoch
+    return done
+
+
+def test_validations_count_back_from_the_end_and_a_new_plan_does_not_bunch_them():
+    # A steady plan of 150 epochs: every 30th epoch counted back from the last.
+    assert validated_epochs([150] * 150) == [29, 59, 89, 119, 149]
+    # Plans that move by a few epochs at a time near each validation (a noisy machine; the CI
+    # failure validated epochs 47 and 48, then 86 and 90): never two within half a step.
+    plans = [150] * 45 + [151, 148, 149] * 5 + [152, 146, 147, 153] * 10 + [153] * 80
+    done = validated_epochs(plans)
+    assert done[-1] == plans[-1] - 1
+    assert min(b - a for a, b in zip(done, done[1:])) >= 15
+    assert 4 <= len(done) <= 7, done
+    # A plan that grows by one epoch with every epoch keeps the grid out of reach; validations still
+    # come a step apart, and at most one and a half steps before the last (none just before it).
+    growing = [100 + e for e in range(150)] + [250] * 100
+    done = validated_epochs(growing)
+    assert done[-1] == 249 and max(b - a for a, b in zip([-1] + done, done)) <= 1.5 * val_interval(250, 5), done
+    # Below `validations` epochs, every epoch is validated.
+    assert validated_epochs([4] * 4) == [0, 1, 2, 3]
 
 
 def test_bad_budget_is_a_config_error(tiny_coco, tmp_path):
