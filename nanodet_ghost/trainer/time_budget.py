@@ -240,6 +240,10 @@ class TimeBudget(Callback):
             logger.info("time budget: %.0f of %.0f s left after epoch %d at %.1f s/epoch and %.1f s per "
                         "validation: training for %d epochs, validating every %d", remaining, self.budget_s,
                         done, epoch_s, val_s, total, val_interval(total, self.validations))
+            if total == done and self.planned_epochs is not None and self.planned_epochs > done:
+                logger.warning("time budget: the pace slowed near the end and no time is left for the %d epochs "
+                               "still planned: the run ends now, its LR schedule that many epochs short of the "
+                               "floor", self.planned_epochs - done)
         return total
 
     def _apply(self, trainer: pl.Trainer, total_epochs: int) -> None:
