@@ -135,6 +135,7 @@ def test_two_minute_budget_ends_on_time_at_the_lr_floor_with_its_last_epoch_vali
              re.findall(r"after epoch (\d+) at .* training for (\d+) epochs", caplog.text)]
     assert plans and plans[-1][1] == epochs + 1
     cut_in_last_epoch = plans[-1][0] == epochs + 1 and len(plans) > 1 and plans[-2][1] > plans[-1][1]
+    assert cut_in_last_epoch == ("no time is left for the" in caplog.text)  # warned exactly then
     if not cut_in_last_epoch:
         assert lrs[-1] == pytest.approx(floor, rel=1e-6)  # the floor, on the last step
     else:
