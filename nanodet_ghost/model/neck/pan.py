@@ -21,16 +21,25 @@ class PAN(nn.Module):
 
     `forward(feats)` takes `Tensor[B, in_channels[i], H_i, W_i]` per level and returns a tuple of
     `Tensor[B, out_channels, H_i, W_i]` with the same spatial sizes.
+
+    `num_extra_level` is always 0 (no levels beyond the inputs); it and `num_levels` mirror
+    `GhostPAN`'s so that callers can treat the two necks alike.
     """
 
     def __init__(self, in_channels: Sequence[int], out_channels: int = 96) -> None:
         super().__init__()
         self.in_channels = list(in_channels)
         self.out_channels = out_channels
+        self.num_extra_level = 0
         self.lateral_convs = nn.ModuleList(nn.Conv2d(c, out_channels, 1, bias=True) for c in self.in_channels)
         for conv in self.lateral_convs:
             nn.init.xavier_uniform_(conv.weight)
             nn.init.zeros_(conv.bias)
+
+    @property
+    def num_levels(self) -> int:
+        """Number of output levels (= input levels)."""
+        return len(self.in_channels) + self.num_extra_level
 
     def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         if len(feats) != len(self.lateral_convs):
