@@ -10,12 +10,13 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nanodet_ghost.model.backbone.dynamic_conv import DynamicConv2d
 from nanodet_ghost.model.weights import (
     CheckpointMismatchError,
     compare_state_dicts,
@@ -105,7 +106,9 @@ class ConvBnAct(nn.Module):
 class GhostModule(nn.Module):
     """A primary conv makes `ceil(out/ratio)` maps; a cheap depthwise conv makes the rest.
 
-    Each branch has its own BN, so the concatenation needs none.
+    Each branch has its own BN, so the concatenation needs none. With `dynamic_experts` K > 0 the
+    primary conv is a `DynamicConv2d` with K experts (K = 0: the plain `nn.Conv2d`, as always).
+    `forward(x: Tensor[B, in_chs, H, W]) -> Tensor[B, out_chs, H / stride, W / stride]`.
     """
 
     def __init__(
@@ -118,14 +121,18 @@ class GhostModule(nn.Module):
         stride: int = 1,
         use_act: bool = True,
         act: str = "ReLU",
+        dynamic_experts: int = 0,
     ) -> None:
         super().__init__()
         self.out_chs = out_chs
         init_chs = math.ceil(out_chs / ratio)
         cheap_chs = init_chs * (ratio - 1)
         self.concat_chs = init_chs + cheap_chs
+        primary: nn.Module = (
+            DynamicConv2d(in_chs, init_chs, kernel_size, stride, kernel_size // 2, dynamic_experts)
+            if dynamic_experts else nn.Conv2d(in_chs, init_chs, kernel_size, stride, kernel_size // 2, bias=False))
         self.primary_conv = nn.Sequential(
-            nn.Conv2d(in_chs, init_chs, kernel_size, stride, kernel_size // 2, bias=False),
+            primary,
             nn.BatchNorm2d(init_chs),
             _activation(act) if use_act else nn.Identity(),
         )
@@ -156,16 +163,17 @@ class GhostBottleneck(nn.Module):
         stride: int = 1,
         se_ratio: float = 0.0,
         act: str = "ReLU",
+        dynamic_experts: int = 0,
     ) -> None:
         super().__init__()
         self.stride = stride
-        self.ghost1 = GhostModule(in_chs, mid_chs, use_act=True, act=act)
+        self.ghost1 = GhostModule(in_chs, mid_chs, use_act=True, act=act, dynamic_experts=dynamic_experts)
         if stride > 1:
             pad = (dw_kernel_size - 1) // 2
             self.conv_dw = nn.Conv2d(mid_chs, mid_chs, dw_kernel_size, stride, pad, groups=mid_chs, bias=False)
             self.bn_dw = nn.BatchNorm2d(mid_chs)
         self.se = SqueezeExcite(mid_chs, se_ratio, act) if se_ratio > 0 else None
-        self.ghost2 = GhostModule(mid_chs, out_chs, use_act=False, act=act)
+        self.ghost2 = GhostModule(mid_chs, out_chs, use_act=False, act=act, dynamic_experts=dynamic_experts)
         if in_chs == out_chs and stride == 1:
             self.shortcut = nn.Sequential()
         else:
@@ -196,35 +204,76 @@ class FeatureInfo:
     reduction: int
 
 
+def kept_block_indices(depth: float) -> List[List[int]]:
+    """For each stage of `GHOSTNET_STAGES`, the indices of the blocks a GhostNet of `depth` keeps.
+
+    A stage of n blocks keeps `max(1, round(n * depth))` of them (Python's `round`, halves to even:
+    5 blocks at 0.5 keep 2), never fewer than its stride-2 blocks, which it always keeps; the rest
+    are its LAST blocks, so the stage ends with the block that sets its output channels.
+    """
+    if not (isinstance(depth, (int, float)) and 0 < depth <= 1):
+        raise ValueError(f"depth must lie in (0, 1], got {depth}")
+    kept = []
+    for stage in GHOSTNET_STAGES:
+        strided = [i for i, block in enumerate(stage) if block[4] > 1]
+        others = [i for i in range(len(stage)) if i not in strided]
+        extra = max(1, round(len(stage) * depth), len(strided)) - len(strided)
+        kept.append(sorted(strided + others[len(others) - extra:]))
+    return kept
+
+
 class GhostNet(nn.Module):
     """GhostNet feature extractor.
 
     Args:
-        width: channel multiplier (1.0 is the paper's GhostNet 1.0x).
+        width: channel multiplier (1.0 is the paper's GhostNet 1.0x; 0.5, 0.75, 1.3, ... round every
+            channel count with `make_divisible(c * width, 4)` as the official code and timm do).
+        depth: fraction of the GhostBottlenecks kept in each stage, in (0, 1]; see
+            `kept_block_indices` (a stage keeps `max(1, round(n * depth))` blocks, its stride-2
+            ones and otherwise its last ones). `kept_blocks[s]` lists the original indices of the
+            blocks of stage s.
         out_stages: indices of `blocks` whose outputs are returned; 9 is the final 1x1 conv.
         activation: name of the activation (`ACTIVATIONS`).
-        pretrained: local path of an ImageNet GhostNet state dict (never downloaded).
+        dynamic_experts: K > 0 makes every GhostModule's primary 1x1 conv a `DynamicConv2d` with K
+            expert kernels; 0 (off) builds exactly the plain network (same modules and keys).
+        pretrained: local path of an official-layout ImageNet GhostNet 1.0x state dict (timm's
+            `ghostnet_100`; never downloaded). With width 1.0, depth 1.0 and no dynamic experts it
+            loads strictly. With depth < 1 every kept block loads from its source block
+            (`blocks.6.0.*` <- `blocks.6.3.*`), every tensor whose shape fits is loaded and the rest
+            keep their initialisation (logged at INFO, counted). With dynamic experts every expert
+            kernel starts as the pretrained primary kernel; the routing layers keep their
+            initialisation. ImageNet weights exist only for width 1.0: any other width raises
+            `CheckpointMismatchError`. A file that is not a GhostNet 1.0x state dict raises it too,
+            listing the offending keys.
 
     `forward(x: Tensor[B, 3, H, W]) -> tuple` of `Tensor[B, C_i, H / r_i, W / r_i]`, one per
     out stage; `feature_info` lists `(stage, num_chs, reduction)` for each, e.g. for 1.0x and
-    (4, 6, 9): 40/112/960 channels at strides 8/16/32.
+    (4, 6, 9): 40/112/960 channels at strides 8/16/32 (at any depth).
     """
 
     def __init__(
         self,
         width: float = 1.0,
+        depth: float = 1.0,
         out_stages: Sequence[int] = (4, 6, 9),
         activation: str = "ReLU",
+        dynamic_experts: int = 0,
         pretrained: str | None = None,
     ) -> None:
         super().__init__()
+        if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
+            raise ValueError(f"width must be > 0, got {width}")
+        if isinstance(dynamic_experts, bool) or not isinstance(dynamic_experts, int) or dynamic_experts < 0 \
+                or dynamic_experts == 1:
+            raise ValueError(f"dynamic_experts must be 0 (off) or an integer >= 2, got {dynamic_experts}")
         out_stages = tuple(int(s) for s in out_stages)
         if not out_stages or any(s < 0 or s > len(GHOSTNET_STAGES) for s in out_stages):
             raise ValueError(f"out_stages must lie in 0..{len(GHOSTNET_STAGES)}, got {out_stages}")
         if list(out_stages) != sorted(set(out_stages)):
             raise ValueError(f"out_stages must be strictly increasing, got {out_stages}")
         self.out_stages = out_stages
-        self.width = width
+        self.kept_blocks: List[List[int]] = kept_block_indices(depth)  # validates depth
+        self.width, self.depth, self.dynamic_experts = width, depth, dynamic_experts
 
         stem_chs = make_divisible(16 * width, 4)
         self.conv_stem = nn.Conv2d(3, stem_chs, 3, 2, 1, bias=False)
@@ -234,12 +283,13 @@ class GhostNet(nn.Module):
         stage_info: List[FeatureInfo] = []
         reduction, in_chs = 2, stem_chs
         blocks: List[nn.Module] = []
-        for stage_idx, stage in enumerate(GHOSTNET_STAGES):
+        for stage_idx, (stage, kept) in enumerate(zip(GHOSTNET_STAGES, self.kept_blocks)):
             layers = []
-            for kernel, expansion, out, se_ratio, stride in stage:
+            for kernel, expansion, out, se_ratio, stride in (stage[i] for i in kept):
                 out_chs = make_divisible(out * width, 4)
                 mid_chs = make_divisible(expansion * width, 4)
-                layers.append(GhostBottleneck(in_chs, mid_chs, out_chs, kernel, stride, se_ratio, activation))
+                layers.append(GhostBottleneck(in_chs, mid_chs, out_chs, kernel, stride, se_ratio, activation,
+                                              self.dynamic_experts))
                 in_chs, reduction = out_chs, reduction * stride
             blocks.append(nn.Sequential(*layers))
             stage_info.append(FeatureInfo(stage_idx, in_chs, reduction))
@@ -268,6 +318,10 @@ class GhostNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+            elif isinstance(m, DynamicConv2d):
+                with torch.no_grad():
+                    for expert in m.weight:  # per expert: the 5-d tensor's fans would be wrong
+                        nn.init.kaiming_normal_(expert, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
@@ -281,30 +335,73 @@ class GhostNet(nn.Module):
                 outputs.append(x)
         return tuple(outputs)
 
+    def _source_key(self, key: str) -> str:
+        """The key of the full 1.0x network a tensor of this one comes from (`blocks.s.j.*` ->
+        `blocks.s.kept_blocks[s][j].*`)."""
+        parts = key.split(".", 3)
+        if parts[0] == "blocks" and int(parts[1]) < len(self.kept_blocks):
+            parts[2] = str(self.kept_blocks[int(parts[1])][int(parts[2])])
+        return ".".join(parts)
+
     def load_pretrained(self, path: str) -> None:
-        """Load an official ImageNet GhostNet state dict from a local file.
+        """Load an official ImageNet GhostNet 1.0x state dict from a local file (see the class doc).
 
         Accepts a bare state dict or one wrapped in `state_dict`/`model`, with or without a
-        `module.` prefix; classifier weights are dropped. Any other missing or unexpected key, or a
-        shape mismatch, raises a `CheckpointMismatchError` that lists them.
+        `module.` prefix; classifier weights are dropped. The file must be a GhostNet 1.0x state
+        dict: any other missing or unexpected key, or a shape mismatch, raises a
+        `CheckpointMismatchError` that lists them (whatever this network's depth or experts).
         """
+        if self.width != 1.0:
+            raise CheckpointMismatchError(
+                f"{path}: ImageNet GhostNet weights exist only for width 1.0, but this backbone has width "
+                f"{self.width}; set model.backbone.pretrained to null or model.backbone.width to 1.0")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"pretrained GhostNet weights not found: {path}")
         state = read_checkpoint(path)
         for wrapper in ("state_dict", "model"):
             if isinstance(state.get(wrapper), dict):
                 state = state[wrapper]
-        cleaned = {}
-        for key, value in state.items():
-            key = key[len("module."):] if key.startswith("module.") else key
-            if not key.startswith(CLASSIFIER_PREFIXES):
-                cleaned[key] = value
-        own = self.state_dict()
+        cleaned = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        cleaned = {k: v for k, v in cleaned.items() if not k.startswith(CLASSIFIER_PREFIXES)}
+        with torch.device("meta"):  # the full network's keys and shapes, allocating nothing
+            reference = GhostNet(out_stages=self.out_stages).state_dict()
         # Blocks past the last out stage are not built; their weights are expected and dropped.
         unbuilt_prefixes = [f"blocks.{i}." for i in range(len(self.blocks), len(GHOSTNET_STAGES) + 1)]
-        missing, unexpected, mismatched = compare_state_dicts(own, cleaned, ignore_unexpected=unbuilt_prefixes)
+        missing, unexpected, mismatched = compare_state_dicts(reference, cleaned, ignore_unexpected=unbuilt_prefixes)
         if missing or unexpected or mismatched:
             raise CheckpointMismatchError(describe_mismatch(
-                f"{path}: not a GhostNet {self.width}x state dict", missing, unexpected, mismatched))
-        self.load_state_dict({k: cleaned[k] for k in own}, strict=True)
-        logger.info("loaded pretrained GhostNet weights from %s (%d tensors)", path, len(own))
+                f"{path}: not a GhostNet 1.0x state dict", missing, unexpected, mismatched))
+        own = self.state_dict()
+        if own.keys() == reference.keys():  # depth 1.0 and no dynamic experts
+            self.load_state_dict({k: cleaned[k] for k in own}, strict=True)
+            logger.info("loaded pretrained GhostNet weights from %s (%d tensors)", path, len(own))
+        else:
+            self._load_partial(path, own, {k: v for k, v in cleaned.items() if k in reference})
+
+    def _load_partial(self, path: str, own: Mapping[str, Tensor], source: Mapping[str, Tensor]) -> None:
+        """Load what fits of the full 1.0x `source` into this shallower and/or dynamic network."""
+        experts = {f"{name}.weight" for name, m in self.named_modules() if isinstance(m, DynamicConv2d)}
+        loaded: Dict[str, Tensor] = {}
+        for key, target in own.items():
+            value = source.get(self._source_key(key))
+            if value is not None and value.shape == target.shape:
+                loaded[key] = value
+            elif key in experts and value is not None and value.shape == target.shape[1:]:
+                loaded[key] = value.unsqueeze(0).expand_as(target).clone()  # every expert: the kernel
+        self.load_state_dict(loaded, strict=False)
+        left = [k for k in own if k not in loaded]
+        others = [k for k in left if ".routing." not in k]
+        notes = [f"{len(left) - len(others)} routing tensors of the dynamic convolutions"] if experts else []
+        if others:
+            more = f" ... and {len(others) - 4} more" if len(others) > 4 else ""
+            notes.append(f"{len(others)}: " + ", ".join(others[:4]) + more)
+        remapped = ", ".join(f"blocks.{s}.{j} <- blocks.{s}.{i}" for s, kept in enumerate(self.kept_blocks)
+                             if s < len(self.blocks) for j, i in enumerate(kept) if i != j)
+        logger.info("pretrained GhostNet weights %s: loaded %d of %d tensors (depth %g%s); %d left at their "
+                    "initialisation%s; %d tensors of the file unused", path, len(loaded), len(own), self.depth,
+                    f": {remapped}" if remapped else "", len(left), f" ({'; '.join(notes)})" if notes else "",
+                    len(set(source) - {self._source_key(k) for k in loaded}))
+        if experts:
+            logger.info("dynamic convolution: %d of %d primary convs start with all their %d experts equal to the "
+                        "pretrained kernel; the routing layers keep their initialisation",
+                        len(experts & loaded.keys()), len(experts), self.dynamic_experts)
