@@ -87,8 +87,7 @@ class DetectorModule(pl.LightningModule):
     # ----------------------------------------------------------------------------- training
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Optional[torch.Tensor]:
         images = batch["images"].contiguous(memory_format=self.memory_format)
-        raw = self.model(images)
-        losses = self.model.loss(raw, batch["targets"], tuple(images.shape[-2:]))
+        raw, losses = self.model.forward_train(images, batch["targets"], epoch=self.current_epoch)
         if not torch.isfinite(losses["loss"]):
             return self._skip_nonfinite(losses, raw)
         self._nonfinite_streak = 0

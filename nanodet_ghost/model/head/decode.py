@@ -16,18 +16,21 @@ def featmap_sizes(input_hw: Tuple[int, int], strides: Sequence[int]) -> List[Tup
 
 
 def grid_points(
-    input_hw: Tuple[int, int], strides: Sequence[int], device: torch.device | None = None
+    input_hw: Tuple[int, int], strides: Sequence[int], device: torch.device | None = None, offset: float = 0.5
 ) -> Tuple[Tensor, Tensor]:
-    """Cell centres of every level, in the head's output order.
+    """Points of every level, in the head's output order.
 
+    Args:
+        offset: a point sits at `(cell + offset) * stride`: 0.5 is the cell centre (NanoDet's GFL
+            head), 0 its top-left corner (NanoDet-Plus's priors).
     Returns:
-        points: `Tensor[N, 2]` (x, y) in input pixels, `((col + 0.5) * s, (row + 0.5) * s)`.
+        points: `Tensor[N, 2]` (x, y) in input pixels, `((col + offset) * s, (row + offset) * s)`.
         point_strides: `Tensor[N]` the stride of each point's level.
     """
     points, point_strides = [], []
     for (h, w), stride in zip(featmap_sizes(input_hw, strides), strides):
-        ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * stride
-        xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * stride
+        ys = (torch.arange(h, device=device, dtype=torch.float32) + offset) * stride
+        xs = (torch.arange(w, device=device, dtype=torch.float32) + offset) * stride
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
         points.append(torch.stack((xx.reshape(-1), yy.reshape(-1)), dim=1))
         point_strides.append(torch.full((h * w,), float(stride), device=device))

@@ -6,12 +6,13 @@
 2. `box_terms`: decode the positives' distributions, their IoU quality, and the un-normalised
    GIoU and DFL sums weighted by the predicted class score.
 3. `reduce_normalisers`: the positive count and the weight sum averaged over DDP ranks, in one
-   all-reduce that every rank issues on every call, whatever its batch holds.
+   all-reduce that every rank issues on every call, whatever its batch holds (NanoDet-Plus's loss,
+   `plus_loss.py`, reduces its three normalisers with it too).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -34,7 +35,7 @@ from nanodet_ghost.model.loss.gfocal import (
 
 
 def reduce_normalisers(local: Tensor) -> Tensor:
-    """Mean over DDP ranks of this rank's `[num_pos, weight_sum]` (`Tensor[2]`, float).
+    """Mean over DDP ranks of this rank's normalisers (`Tensor[K]` float, e.g. `[num_pos, weight_sum]`).
 
     Exactly one all-reduce per call. The loss calls it on every rank at every step, also when a
     rank has no positives, so the ranks never disagree on the number or order of collectives
@@ -91,7 +92,9 @@ class GFLLoss(nn.Module):
     QFL is divided by the number of positives (at least 1). DFL and GIoU are weighted per
     positive by its predicted quality (max class score, detached) and divided by the sum of those
     weights, as in GFL. Both normalisers are averaged over DDP ranks. Anchors used for assignment
-    are squares of `octave_base_scale * stride` centred on each point.
+    are squares of `octave_base_scale * stride` centred on each point, and the points sit at
+    `(cell + center_offset) * stride` (0.5: cell centres; the post-processor reads the same
+    `center_offset` from whichever loss the model trains with).
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class GFLLoss(nn.Module):
         giou_weight: float = 2.0,
         atss_topk: int = 9,
         octave_base_scale: float = 5.0,
+        center_offset: float = 0.5,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -115,6 +119,7 @@ class GFLLoss(nn.Module):
         self.dfl_weight = dfl_weight
         self.giou_weight = giou_weight
         self.octave_base_scale = octave_base_scale
+        self.center_offset = center_offset
         self.assigner = ATSSAssigner(atss_topk)
 
     def anchors(self, points: Tensor, point_strides: Tensor) -> Tensor:
@@ -179,20 +184,26 @@ class GFLLoss(nn.Module):
         dfl_sum = (dfl * weight.repeat_interleave(4)).sum()
         return BoxTerms(quality, giou_sum, dfl_sum, weight.sum())
 
-    def forward(self, raw: Tensor, targets: List[Dict[str, Tensor]], input_hw: Tuple[int, int]) -> Dict[str, Tensor]:
+    def forward(self, raw: Tensor, targets: List[Dict[str, Tensor]], input_hw: Tuple[int, int],
+                aux_raw: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """
         Args:
             raw: `Tensor[B, N, C + 4 * (reg_max + 1)]` head output.
             targets: per image, `boxes: [G, 4]` xyxy input pixels, `labels: [G]` long and
                 optionally `ignore: [M, 4]` xyxy ignore regions.
             input_hw: (H, W) of the network input.
+            aux_raw: must be None: only `NanoDetPlusLoss` takes an auxiliary head's output (the
+                argument exists so that `Detector` calls either loss the same way).
         Returns:
             `loss` (total), `loss_qfl`, `loss_dfl`, `loss_giou` and `num_pos` (this rank's count,
             not differentiable).
         """
+        if aux_raw is not None:
+            raise ValueError("GFLLoss got an auxiliary head output: an auxiliary head needs the dsl assigner "
+                             "(NanoDetPlusLoss), not ATSS")
         num_points = raw.shape[1]
         device = raw.device
-        points, point_strides = grid_points(input_hw, self.strides, device)
+        points, point_strides = grid_points(input_hw, self.strides, device, offset=self.center_offset)
         if points.shape[0] != num_points:
             raise ValueError(
                 f"head output has {num_points} points but input {input_hw} with strides {self.strides} "
