@@ -79,7 +79,7 @@ def build_ours() -> Detector:
     backbone, neck = TinyBackbone(), GhostPAN(**NECK)
     aux = AuxiliaryGuidance(copy.deepcopy(neck), AuxiliaryHead(**AUX_HEAD), detach_epoch=DETACH_EPOCH)
     return Detector(backbone, neck, GFLHead(**HEAD), NanoDetPlusLoss(NUM_CLASSES, STRIDES, REG_MAX),
-                    PostProcessor(NUM_CLASSES, STRIDES, REG_MAX, center_offset=0.0), aux=aux)
+                    PostProcessor(NUM_CLASSES, STRIDES, REG_MAX), aux=aux)  # post-processing is not compared
 
 
 def parts(model: Detector) -> Dict[str, nn.Module]:
