@@ -26,6 +26,9 @@ _register_resolver = OmegaConf.register_resolver if _OMEGACONF_2_4 else OmegaCon
 _register_resolver("shared_data", lambda: str(shared_data_root()), replace=True)
 
 
+BASE_KEY = "_base_"
+
+
 class ConfigError(ValueError):
     """A configuration file (or override) does not match the schema."""
 
@@ -34,17 +37,30 @@ class ConfigError(ValueError):
 class BackboneConfig:
     """Arguments of `GhostNet`."""
 
-    width: float = 1.0
+    width: float = 1.0  # channel multiplier, > 0
+    depth: float = 1.0  # fraction of GhostBottlenecks kept per stage, in (0, 1]
     out_stages: List[int] = field(default_factory=lambda: [4, 6, 9])
     activation: str = "ReLU"
+    dynamic_experts: int = 0  # K expert kernels in GhostModule's primary conv; 0 = plain conv
     pretrained: Optional[str] = None
 
 
 @dataclass
 class NeckConfig:
-    """Arguments of `PAN` (its input channels come from the backbone's `feature_info`)."""
+    """`type` picks the class (`nanodet_ghost.model.NECKS`); the other keys are its arguments.
 
+    Its input channels come from the backbone's `feature_info`. `PAN` takes only `out_channels`;
+    setting a key the chosen type does not take is an error.
+    """
+
+    type: str = "pan"  # "pan" (NanoDet) or "ghost_pan" (NanoDet-Plus)
     out_channels: int = 96
+    kernel_size: int = 5  # ghost_pan: depthwise kernel of the blocks and downsampling convs
+    expand: float = 1.0  # ghost_pan: expansion of the Ghost blocks
+    num_blocks: int = 1  # ghost_pan: Ghost blocks per fusion
+    use_res: bool = False  # ghost_pan: 1x1 residual around each fusion
+    num_extra_level: int = 0  # ghost_pan: extra stride-2 outputs (1 adds stride 64)
+    activation: str = "LeakyReLU"  # ghost_pan
 
 
 @dataclass
@@ -56,18 +72,40 @@ class HeadConfig:
     stacked_convs: int = 2
     strides: List[int] = field(default_factory=lambda: [8, 16, 32])
     reg_max: int = 7
+    kernel_size: int = 3  # depthwise kernel of the tower (NanoDet-Plus: 5)
+    # Cell (col, row) of a level predicts from the point ((col + offset) * s, (row + offset) * s):
+    # 0.5 = cell centres (GFL/ATSS), 0.0 = NanoDet-Plus's priors. The loss, the post-processor and
+    # every export read it from here.
+    center_offset: float = 0.5
 
 
 @dataclass
 class LossConfig:
-    """Arguments of `GFLLoss` (QFL + DFL + GIoU with ATSS assignment)."""
+    """QFL + DFL + GIoU. `assigner` picks the objective (`nanodet_ghost.model.LOSSES`): "atss" is
+    `GFLLoss` (NanoDet), "dsl" is `NanoDetPlusLoss` (dynamic soft-label assignment, NanoDet-Plus).
+    The `atss_*`/`octave_*` keys belong to the first, the `dsl_*` keys to the second.
+    """
 
+    assigner: str = "atss"
     qfl_weight: float = 1.0
     qfl_beta: float = 2.0
     dfl_weight: float = 0.25
     giou_weight: float = 2.0
     atss_topk: int = 9
     octave_base_scale: float = 5.0
+    dsl_topk: int = 13
+    dsl_iou_factor: float = 3.0
+
+
+@dataclass
+class AuxHeadConfig:
+    """NanoDet-Plus's assign guidance module (AGM): a copy of the neck and `AuxiliaryHead`, used in
+    training only. Needs `loss.assigner: dsl`."""
+
+    feat_channels: int = 192
+    stacked_convs: int = 4
+    num_groups: int = 32  # GroupNorm groups
+    detach_epoch: int = 10  # from this epoch on the AGM no longer trains the backbone and neck
 
 
 @dataclass
@@ -87,6 +125,7 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    aux_head: Optional[AuxHeadConfig] = None  # training-only; never exported
 
 
 @dataclass
@@ -162,26 +201,52 @@ def _describe(exc: OmegaConfBaseException) -> str:
     return f"key '{key}': {msg}" if key else msg
 
 
+def _config_layers(path: str) -> List[str]:
+    """`path` and the files it names with `_base_:` (relative to itself), base first."""
+    layers: List[str] = []
+    while path is not None:
+        if path in layers:
+            raise ConfigError(f"{path}: '{BASE_KEY}' chain loops back to itself ({' <- '.join(layers)})")
+        layers.append(path)
+        try:
+            base = (OmegaConf.load(path) or {}).get(BASE_KEY)
+        except Exception as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if base is None:
+            break
+        base_path = os.path.join(os.path.dirname(path), str(base))
+        if not os.path.isfile(base_path):
+            raise ConfigError(f"{path}: {BASE_KEY} '{base}' not found (looked for {base_path})")
+        path = base_path
+    return layers[::-1]
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictConfig:
     """Load a YAML config, validate it against `Config` and apply `key=value` overrides.
 
+    A file may start from another with `_base_: other.yml` (a path relative to the file): the base
+    is loaded first and the file's keys are merged over it, as in mmdetection.
+
     Raises:
         FileNotFoundError: the file does not exist.
-        ConfigError: unknown key, wrong type or missing required value; the message names the key
-            and the file (or the override).
+        ConfigError: unknown key, wrong type or missing required value, or a model section that
+            cannot be built (`check_model_config`); the message names the key and the file (or the
+            override).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file not found: {path}")
-    schema = OmegaConf.structured(Config)
-    try:
-        user = OmegaConf.load(path)
-    except Exception as exc:  # yaml.YAMLError carries line/column in its message
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    try:
-        cfg = OmegaConf.merge(schema, user)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    cfg = OmegaConf.structured(Config)
+    for layer in _config_layers(path):
+        try:
+            user = OmegaConf.load(layer)
+        except Exception as exc:  # yaml.YAMLError carries line/column in its message
+            raise ConfigError(f"{layer}: not valid YAML: {exc}") from None
+        user.pop(BASE_KEY, None)
+        try:
+            cfg = OmegaConf.merge(cfg, user)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{layer}: {_describe(exc)}") from None
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
@@ -192,6 +257,13 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictC
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{path}: required key(s) missing: {', '.join(missing)}")
+    # Imported here, not at the top: the model pulls in torch, which a config alone does not need.
+    from nanodet_ghost.model.build import check_model_config
+
+    try:
+        check_model_config(cfg.model)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from nanodet_ghost.cli import EXIT_OK, config_path, run_main, tool_parser  # noqa: E402
 from nanodet_ghost.config import load_config  # noqa: E402
-from nanodet_ghost.model import build_model  # noqa: E402
+from nanodet_ghost.model import build_model, count_parameters  # noqa: E402
 from nanodet_ghost.model.fuse import fuse_model  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def measure(model: nn.Module, input_size: Sequence[int]) -> List[PartCost]:
         PartCost("neck", sum(p.numel() for p in model.neck.parameters()), _count_macs(model.neck, feats)),
         PartCost("head", sum(p.numel() for p in model.head.parameters()), _count_macs(model.head, neck_out)),
     ]
-    total_params = sum(p.numel() for p in model.parameters())
+    total_params = count_parameters(model)  # what is deployed: no training-only auxiliary head
     parts.append(PartCost("total", total_params, _count_macs(model, x)))
     return parts
 

@@ -66,7 +66,7 @@ def build_metadata(cfg: Any, input_size: Sequence[int]) -> Dict[str, str]:
         "std": json.dumps([float(v) for v in data.std]),
         "keep_ratio": json.dumps(bool(data.keep_ratio)),
         "color_order": "BGR",
-        "center_offset": "0.5",
+        "center_offset": str(float(head.center_offset)),
         "score_layout": SCORE_LAYOUT,
         "score_thr": str(float(post.score_thr)),
         "nms_iou": str(float(post.nms_iou)),

@@ -7,43 +7,18 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from nanodet_ghost.model.backbone.ghostnet import GhostNet
+from nanodet_ghost.model.build import LOSSES, NECKS, build_model, check_model_config, count_parameters
 from nanodet_ghost.model.detector import Detector
-from nanodet_ghost.model.head.gfl_head import GFLHead
-from nanodet_ghost.model.head.postprocess import PostProcessor
-from nanodet_ghost.model.loss.gfl_loss import GFLLoss
-from nanodet_ghost.model.neck.pan import PAN
 from nanodet_ghost.model.weights import load_detector_weights
 
-__all__ = ["Detector", "build_model", "load_detector"]
-
-
-def _plain(section: Any) -> dict:
-    return OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section)
-
-
-def build_model(model_cfg: Mapping[str, Any]) -> Detector:
-    """Build the detector from the `model:` config section (or an equivalent mapping)."""
-    backbone = GhostNet(**_plain(model_cfg["backbone"]))
-    neck = PAN(in_channels=backbone.out_channels, **_plain(model_cfg["neck"]))
-    head_args = _plain(model_cfg["head"])
-    head = GFLHead(in_channels=neck.out_channels, **head_args)
-    if list(head.strides) != backbone.strides:
-        raise ValueError(
-            f"model.head.strides {head.strides} do not match the backbone's output strides {backbone.strides} "
-            f"(out_stages {list(backbone.out_stages)})"
-        )
-    loss_fn = GFLLoss(head.num_classes, head.strides, head.reg_max, **_plain(model_cfg["loss"]))
-    postprocess = PostProcessor(head.num_classes, head.strides, head.reg_max, **_plain(model_cfg["postprocess"]))
-    return Detector(backbone, neck, head, loss_fn, postprocess)
+__all__ = ["Detector", "LOSSES", "NECKS", "build_model", "check_model_config", "count_parameters", "load_detector"]
 
 
 def load_detector(cfg: Any, ckpt: str | os.PathLike, prefer_ema: bool = True) -> Detector:
-    """`build_model(cfg.model)` with the weights of checkpoint `ckpt` (EMA preferred), in eval mode.
+    """`build_model(cfg.model)` with the weights of checkpoint `ckpt` (EMA preferred), in eval mode,
+    without its training-only parts (NanoDet-Plus's auxiliary head), as it is deployed.
 
     Raises:
         FileNotFoundError: no such file.
@@ -51,5 +26,6 @@ def load_detector(cfg: Any, ckpt: str | os.PathLike, prefer_ema: bool = True) ->
             class count (every mismatch is listed).
     """
     model = build_model(cfg.model)
-    load_detector_weights(model, ckpt, prefer_ema=prefer_ema)
+    model.drop_training_parts()
+    load_detector_weights(model, ckpt, prefer_ema=prefer_ema, ignore_unexpected=(Detector.TRAINING_ONLY_PREFIX,))
     return model.eval()

@@ -5,7 +5,8 @@ detector has become one `Conv2d` with a bias and an `nn.Identity` in place of th
 modules' `forward` methods run unchanged (one forward, no separate inference path). Pairs are
 found structurally:
 
-- inside an `nn.Sequential`, a `Conv2d` directly followed by a `BatchNorm2d` (GhostModule's
+- inside an `nn.Sequential`, a `Conv2d` (or a `DynamicConv2d`, whose experts all take the BN)
+  directly followed by a `BatchNorm2d` (GhostModule's
   `primary_conv` / `cheap_operation`, the bottleneck shortcut);
 - named attribute pairs of modules whose `forward` applies the BN straight to the conv output
   (`FUSABLE_ATTRIBUTE_PAIRS`: GhostNet stem, `ConvBnAct`, the bottleneck's stride-2 depthwise
@@ -21,6 +22,8 @@ from typing import List, Tuple
 
 import torch
 from torch import nn
+
+from nanodet_ghost.model.backbone.dynamic_conv import DynamicConv2d, fuse_dynamic_conv_bn
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +65,9 @@ def _fuse_sequential(seq: nn.Sequential) -> int:
     names = list(seq._modules.keys())
     for first, second in zip(names, names[1:]):
         conv, bn = seq._modules[first], seq._modules[second]
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            seq._modules[first] = fuse_conv_bn(conv, bn)
+        if isinstance(conv, (nn.Conv2d, DynamicConv2d)) and isinstance(bn, nn.BatchNorm2d):
+            fuse = fuse_dynamic_conv_bn if isinstance(conv, DynamicConv2d) else fuse_conv_bn
+            seq._modules[first] = fuse(conv, bn)
             seq._modules[second] = nn.Identity()
             count += 1
     return count

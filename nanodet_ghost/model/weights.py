@@ -90,13 +90,18 @@ def describe_mismatch(title: str, missing: Sequence[str], unexpected: Sequence[s
     return "\n".join(lines)
 
 
-def load_detector_weights(model: nn.Module, path: str | os.PathLike, prefer_ema: bool = True) -> str:
+def load_detector_weights(model: nn.Module, path: str | os.PathLike, prefer_ema: bool = True,
+                          ignore_unexpected: Sequence[str] = ()) -> str:
     """Load a checkpoint's detector weights into `model`, strictly.
 
     Returns the source of the weights ("ema", "model" or "plain"). A checkpoint of another
     architecture or class count raises `CheckpointMismatchError` listing every mismatch.
+    Keys of the file under an `ignore_unexpected` prefix (a training-only module the model was built
+    without) are left out.
     """
     state, source = detector_state_dict(read_checkpoint(path), prefer_ema)
+    ignore = tuple(ignore_unexpected)
+    state = {k: v for k, v in state.items() if not (ignore and k.startswith(ignore))}
     missing, unexpected, mismatched = compare_state_dicts(model.state_dict(), state)
     if missing or unexpected or mismatched:
         message = describe_mismatch(f"{path}: checkpoint does not match the model built from the config",

@@ -87,16 +87,16 @@ class DetectorModule(pl.LightningModule):
     # ----------------------------------------------------------------------------- training
     def training_step(self, batch: Dict[str, Any], batch_idx: int) -> Optional[torch.Tensor]:
         images = batch["images"].contiguous(memory_format=self.memory_format)
-        raw, losses = self.model.forward_train(images, batch["targets"], epoch=self.current_epoch)
+        _, losses = self.model.forward_train(images, batch["targets"], epoch=self.current_epoch)
         if not torch.isfinite(losses["loss"]):
-            return self._skip_nonfinite(losses, raw)
+            return self._skip_nonfinite(losses)
         self._nonfinite_streak = 0
         self.log("train/loss", losses["loss"].detach(), prog_bar=True, batch_size=images.shape[0])
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items() if k != "loss"},
                       batch_size=images.shape[0])
         return losses["loss"]
 
-    def _skip_nonfinite(self, losses: Dict[str, torch.Tensor], raw: torch.Tensor) -> Optional[torch.Tensor]:
+    def _skip_nonfinite(self, losses: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
         self._nonfinite_streak += 1
         terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
         logger.warning("non-finite loss at step %d (%s): step skipped (%d in a row, limit %d)",
@@ -108,8 +108,9 @@ class DetectorModule(pl.LightningModule):
                 "check the data for broken boxes (tools/browse_dataset.py)."
             )
         if dist.is_available() and dist.is_initialized():
-            # Every DDP rank must join the gradient all-reduce: contribute zero gradients instead.
-            return raw.sum() * 0.0
+            # Every DDP rank must join the gradient all-reduce: contribute zero gradients instead, to
+            # every parameter (the auxiliary head's too, which `raw` does not reach).
+            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
         return None  # Lightning skips backward and the optimizer step
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

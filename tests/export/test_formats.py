@@ -29,6 +29,8 @@ pytest.importorskip("ncnn", reason="the ncnn extra is not installed (pip install
 
 FP32_FILES = {"onnx": "model.onnx", "openvino": "model.xml", "ncnn": "model.ncnn.param"}
 SIZE = (256, 192)  # (W, H): not square, so a swapped width and height would show
+# The COCO default and every member of the BCCD family (config/bccd_*.yml): each exports with parity.
+MEMBERS = [REPO_ROOT / "config" / "nanodet_ghost_320.yml"] + sorted((REPO_ROOT / "config").glob("bccd_*.yml"))
 
 
 @pytest.fixture(scope="module")
@@ -54,18 +56,35 @@ def parity_images(photo_paths):
     return read_images(photo_paths[:3]) + [scene]
 
 
+@pytest.fixture(scope="module", params=MEMBERS, ids=lambda p: p.stem)
+def member(request, photo_paths, tmp_path_factory):
+    """(config at SIZE, calibrated random model, its fp32 exports) of one family member."""
+    from inference_helpers import calibrated_model
+    from nanodet_ghost.config import load_config
+
+    cfg = load_config(request.param, [f"data.input_size=[{SIZE[0]},{SIZE[1]}]"])
+    model = calibrated_model(cfg, read_images(photo_paths))
+    folder = tmp_path_factory.mktemp(f"formats_{request.param.stem}")
+    exports = {fmt: Path(export_format(model, cfg, fmt, folder / name, input_size=SIZE))
+               for fmt, name in FP32_FILES.items()}
+    return cfg, model, exports
+
+
 @pytest.mark.parametrize("fmt", list(FP32_FILES))
-def test_fp32_raw_output_matches_pytorch(fmt, size_cfg, export_model, fp32_exports, parity_images) -> None:
-    batch, _ = preprocess_batch(parity_images, SIZE, True, size_cfg.data.mean, size_cfg.data.std)
-    diff, scale = raw_output_difference(export_model, fp32_exports[fmt], batch, num_threads=2)
+def test_fp32_raw_output_matches_pytorch(fmt, member, parity_images) -> None:
+    cfg, model, exports = member
+    batch, _ = preprocess_batch(parity_images, SIZE, True, cfg.data.mean, cfg.data.std)
+    diff, scale = raw_output_difference(model, exports[fmt], batch, num_threads=2)
     assert scale > 1.0, "the outputs should not be trivially small"
     assert diff < 1e-4, f"{fmt}: max abs difference {diff:.3g} (outputs up to {scale:.3g})"
 
 
 @pytest.mark.parametrize("fmt", list(FP32_FILES))
-def test_fp32_detections_equal_pytorch(fmt, size_cfg, export_model, fp32_exports, parity_images) -> None:
-    torch_dets = Predictor.from_config(size_cfg, export_model).predict(parity_images, score_thr=0.05)
-    exported = ExportedPredictor(fp32_exports[fmt], num_threads=2).predict(parity_images, score_thr=0.05)
+def test_fp32_detections_equal_pytorch(fmt, member, parity_images) -> None:
+    cfg, model, exports = member
+    torch_dets = Predictor.from_config(cfg, model).predict(parity_images, score_thr=0.05)
+    exported = ExportedPredictor(exports[fmt], num_threads=2).predict(parity_images, score_thr=0.05)
+    assert ExportedPredictor(exports[fmt]).strides == list(cfg.model.head.strides)
     assert sum(len(d) for d in torch_dets) > 10, "the test model should detect something"
     for a, b in zip(torch_dets, exported):
         assert_same_detections(a, b)

@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from nanodet_ghost.config import load_config
+from omegaconf import OmegaConf
+
+from nanodet_ghost.config import ConfigError, load_config
 from nanodet_ghost.model import build_model
 from nanodet_ghost.model.backbone.ghostnet import GhostNet
 from nanodet_ghost.model.head.gfl_head import GFLHead
@@ -79,7 +81,11 @@ def test_detector_non_square_input():
     assert tuple(raw.shape) == (1, 32 * 40 + 16 * 20 + 8 * 10, 3 + 32)
 
 
-def test_mismatched_strides_fail_at_build():
-    cfg = load_config(REPO_ROOT / "config" / "nanodet_ghost_320.yml", ["model.head.strides=[8,16,64]"])
+def test_mismatched_strides_fail_at_load_and_at_build():
+    path = REPO_ROOT / "config" / "nanodet_ghost_320.yml"
+    with pytest.raises(ConfigError, match=r"nanodet_ghost_320\.yml: model\.head\.strides \[8, 16, 64\]"):
+        load_config(path, ["model.head.strides=[8,16,64]"])
+    model_cfg = OmegaConf.to_container(load_config(path).model)
+    model_cfg["head"]["strides"] = [8, 16, 64]
     with pytest.raises(ValueError, match="strides"):
-        build_model(cfg.model)
+        build_model(model_cfg)

@@ -20,7 +20,7 @@ def test_equal_experts_are_a_plain_conv(case) -> None:
     conv = nn.Conv2d(6, 10, **case)
     dynamic = DynamicConv2d(6, 10, num_experts=4, **case)
     with torch.no_grad():
-        dynamic.weight.copy_(conv.weight.expand_as(dynamic.weight))
+        dynamic.weight.copy_(conv.weight.repeat(4, 1, 1, 1))
         if conv.bias is not None:
             dynamic.bias.copy_(conv.bias.expand_as(dynamic.bias))
     x = torch.randn(3, 6, 9, 11)
@@ -38,7 +38,7 @@ def test_batch_items_are_independent(case) -> None:
     # and each image uses its own mixture: the explicit sum of the experts' outputs
     attention = dynamic.routing_weights(x)
     explicit = sum(attention[:, k, None, None, None] * nn.functional.conv2d(
-        x, dynamic.weight[k], dynamic.bias[k] if dynamic.bias is not None else None, dynamic.stride,
+        x, dynamic.weight.split(10)[k], dynamic.bias[k] if dynamic.bias is not None else None, dynamic.stride,
         dynamic.padding) for k in range(3))
     torch.testing.assert_close(batched, explicit, rtol=1e-5, atol=1e-5)
 
@@ -84,7 +84,7 @@ def test_zero_experts_is_the_plain_network() -> None:
     assert "blocks.6.3.ghost1.primary_conv.0.weight" in keys and not any("routing" in k for k in keys)
     extra = set(dynamic.state_dict()) - set(keys)
     assert extra and all(".primary_conv.0.routing." in k for k in extra)
-    assert dynamic.blocks[6][3].ghost1.primary_conv[0].weight.shape == (2, 240, 80, 1, 1)
+    assert dynamic.blocks[6][3].ghost1.primary_conv[0].weight.shape == (2 * 240, 80, 1, 1)
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,9 @@ class DynamicConv2d(nn.Module):
         num_experts: K, the number of expert kernels (>= 1).
         bias: one bias per expert, mixed like the kernels.
 
-    Parameters: `weight [K, Cout, Cin, kh, kw]`, `bias [K, Cout]` (or None) and `routing`, an
-    `nn.Linear(Cin, K)`.
+    Parameters: `weight [K * Cout, Cin, kh, kw]` (expert k is rows `k * Cout` to `(k + 1) * Cout`;
+    4-d like any conv weight, so `model.to(memory_format=torch.channels_last)` and weight tooling
+    apply), `bias [K, Cout]` (or None) and `routing`, an `nn.Linear(Cin, K)`.
 
     `forward(x: Tensor[B, Cin, H, W]) -> Tensor[B, Cout, H', W']` (H', W' as `nn.Conv2d`):
     `a = softmax(routing(mean_hw(x)))  [B, K]`, `W_b = sum_k a[b, k] W_k`, `y_b = W_b * x_b`.
@@ -45,7 +46,7 @@ class DynamicConv2d(nn.Module):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
         self.num_experts = int(num_experts)
-        self.weight = nn.Parameter(torch.empty(num_experts, out_channels, in_channels, *self.kernel_size))
+        self.weight = nn.Parameter(torch.empty(num_experts * out_channels, in_channels, *self.kernel_size))
         self.bias: Optional[nn.Parameter] = (
             nn.Parameter(torch.empty(num_experts, out_channels)) if bias else None)
         self.routing = nn.Linear(in_channels, num_experts)
@@ -55,8 +56,8 @@ class DynamicConv2d(nn.Module):
     def reset_parameters(self) -> None:
         """Every expert as `nn.Conv2d` initialises its kernel (per expert, so the fans are right)."""
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        for k in range(self.num_experts):
-            nn.init.kaiming_uniform_(self.weight[k], a=math.sqrt(5))
+        for k, expert in enumerate(self.weight.split(self.out_channels)):
+            nn.init.kaiming_uniform_(expert, a=math.sqrt(5))
             if self.bias is not None:
                 nn.init.uniform_(self.bias[k], -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
 
@@ -67,7 +68,8 @@ class DynamicConv2d(nn.Module):
     def mixed_kernels(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """Per-image kernels `[B, Cout, Cin, kh, kw]` and biases `[B, Cout]` (or None)."""
         attention = self.routing_weights(x)
-        weight = (attention @ self.weight.reshape(self.num_experts, -1)).reshape(-1, *self.weight.shape[1:])
+        weight = (attention @ self.weight.reshape(self.num_experts, -1)).reshape(
+            -1, self.out_channels, *self.weight.shape[1:])
         bias = attention @ self.bias if self.bias is not None else None
         return weight, bias
 
@@ -95,8 +97,7 @@ def fuse_dynamic_conv_bn(conv: DynamicConv2d, bn: nn.BatchNorm2d) -> DynamicConv
     """A new `DynamicConv2d` equal to `bn(conv(x))` with BN in eval mode.
 
     Exact because the routing weights sum to 1: BN's scale goes into every expert kernel and its
-    shift `(b_k - mean) * scale + beta` into every expert bias. Not yet called by
-    `model.fuse.fuse_model`, which leaves such a BatchNorm in place (and says so).
+    shift `(b_k - mean) * scale + beta` into every expert bias. `model.fuse.fuse_model` calls it.
     """
     if conv.out_channels != bn.num_features or bn.running_mean is None or bn.running_var is None:
         raise ValueError(f"cannot fuse {conv} with {bn}")
@@ -106,8 +107,8 @@ def fuse_dynamic_conv_bn(conv: DynamicConv2d, bn: nn.BatchNorm2d) -> DynamicConv
     gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
     beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
     scale = gamma / torch.sqrt(var + bn.eps)
-    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(conv.weight[:, :, 0, 0, 0]).double()
-    fused.weight.copy_(conv.weight.double() * scale.reshape(1, -1, 1, 1, 1))
+    bias = conv.bias.double() if conv.bias is not None else mean.new_zeros(conv.num_experts, conv.out_channels)
+    fused.weight.copy_(conv.weight.double() * scale.repeat(conv.num_experts).reshape(-1, 1, 1, 1))
     fused.bias.copy_((bias - mean) * scale + beta)
     fused.routing.load_state_dict(conv.routing.state_dict())
     return fused

@@ -320,7 +320,7 @@ class GhostNet(nn.Module):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, DynamicConv2d):
                 with torch.no_grad():
-                    for expert in m.weight:  # per expert: the 5-d tensor's fans would be wrong
+                    for expert in m.weight.split(m.out_channels):  # per expert: fans of one kernel
                         nn.init.kaiming_normal_(expert, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
@@ -386,8 +386,9 @@ class GhostNet(nn.Module):
             value = source.get(self._source_key(key))
             if value is not None and value.shape == target.shape:
                 loaded[key] = value
-            elif key in experts and value is not None and value.shape == target.shape[1:]:
-                loaded[key] = value.unsqueeze(0).expand_as(target).clone()  # every expert: the kernel
+            elif (key in experts and value is not None and value.shape[1:] == target.shape[1:]
+                  and target.shape[0] % value.shape[0] == 0):
+                loaded[key] = value.repeat(target.shape[0] // value.shape[0], 1, 1, 1)  # every expert: the kernel
         self.load_state_dict(loaded, strict=False)
         left = [k for k in own if k not in loaded]
         others = [k for k in left if ".routing." not in k]

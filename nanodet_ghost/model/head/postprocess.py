@@ -38,7 +38,7 @@ def map_boxes_to_original(boxes: Tensor, warp_matrix: Any, orig_hw: Tuple[int, i
 
 class PostProcessor(nn.Module):
     """Score threshold → top `nms_pre` → decode those candidates → class-wise NMS → at most
-    `max_detections` per image."""
+    `max_detections` per image. Points lie at `(cell + center_offset) * stride`, as in training."""
 
     def __init__(
         self,
@@ -49,8 +49,10 @@ class PostProcessor(nn.Module):
         nms_iou: float = 0.6,
         nms_pre: int = 1000,
         max_detections: int = 100,
+        center_offset: float = 0.5,
     ) -> None:
         super().__init__()
+        self.center_offset = center_offset
         self.num_classes = num_classes
         self.strides = list(strides)
         self.reg_max = reg_max
@@ -61,7 +63,7 @@ class PostProcessor(nn.Module):
 
     def decode(self, raw: Tensor, input_hw: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
         """`raw: [B, N, C + 4(R+1)]` → scores `[B, N, C]` (sigmoid) and boxes `[B, N, 4]` xyxy input px."""
-        points, point_strides = grid_points(input_hw, self.strides, raw.device)
+        points, point_strides = grid_points(input_hw, self.strides, raw.device, offset=self.center_offset)
         scores = raw[..., : self.num_classes].float().sigmoid()
         distances = distribution_to_distance(raw[..., self.num_classes :].float(), self.reg_max)
         boxes = distance_to_box(points, distances * point_strides[:, None], max_hw=input_hw)
@@ -85,7 +87,7 @@ class PostProcessor(nn.Module):
             Per image `boxes: [K, 4]` xyxy original pixels, `scores: [K]`, `labels: [K]` long.
         """
         threshold = self.score_thr if score_thr is None else score_thr
-        points, point_strides = grid_points(input_hw, self.strides, raw.device)
+        points, point_strides = grid_points(input_hw, self.strides, raw.device, offset=self.center_offset)
         all_scores = raw[..., : self.num_classes].float().sigmoid()
         results = []
         for image_raw, scores, meta in zip(raw, all_scores, metas):
