@@ -64,7 +64,7 @@ FAMILY = (
 ENGINES = ("onnx", "openvino", "openvino-int8")
 ENGINE_NAMES = {"onnx": "ORT fp32", "openvino": "OpenVINO fp32", "openvino-int8": "OpenVINO INT8"}
 SPEED_GOAL, MAP_GOAL = 0.70, 0.57
-DEFAULT_YOLO_JSON = _REPO_ROOT / "work_dirs" / "yolo_bccd" / "seed0" / "bench.json"
+DEFAULT_YOLO_JSON = _REPO_ROOT / "work_dirs" / "yolo_bccd" / "bench.json"
 
 
 def gflops(model: torch.nn.Module, input_size: List[int]) -> float:
@@ -188,8 +188,10 @@ def yolo_figures(args: argparse.Namespace, rows: Dict[str, Callable[[], object]]
                                   "epochs": "—"}
     if args.yolo_json.is_file():
         record = json.loads(args.yolo_json.read_text())
-        figures.update(map=float(record["test_map"]), map_cell=f"{float(record['test_map']):.3f}",
-                       epochs=str(record.get("epochs", "—")))
+        row = [r for r in record["rows"] if r["eval_size"] == f"{size[0]}x{size[1]}"][0]  # scored at our size
+        test_map = float(row["test_stats"][0])
+        figures.update(map=test_map, map_cell=f"{test_map:.3f} ({record['train_args']['time'] * 60:.0f} min)",
+                       epochs=str(record["epochs"]))
     if peer is None:
         return figures
     from flops import _count_macs  # tools/flops.py

@@ -19,7 +19,7 @@ from nanodet_ghost.data.synthetic import SYNTHETIC_CLASSES, generate_split
 from nanodet_ghost.paths import REPO_ROOT
 
 MEMBERS = {
-    "bccd_ghost050_dyn4_pan": ["model.backbone.depth=0.5"],
+    "bccd_ghost050_pan": ["model.backbone.depth=0.5", "model.backbone.dynamic_experts=2"],
     "bccd_ghost_ghostpan_atss": [],
     "bccd_nanodet_plus_ghost": ["model.aux_head.detach_epoch=1"],  # both AGM paths in two epochs
 }

@@ -29,11 +29,11 @@ pytest.importorskip("ncnn", reason="the ncnn extra is not installed (pip install
 
 FP32_FILES = {"onnx": "model.onnx", "openvino": "model.xml", "ncnn": "model.ncnn.param"}
 SIZE = (256, 192)  # (W, H): not square, so a swapped width and height would show
-# The COCO default and one family member per code path (width, depth, dynamic convolution, GhostPAN
-# with the four-level Plus head, NanoDet-Plus with its training-only auxiliary head and corner priors).
+# The COCO default and one family member per code path (width, depth, GhostPAN with the four-level
+# Plus head, NanoDet-Plus with its training-only auxiliary head and corner priors).
 MEMBERS = [REPO_ROOT / "config" / f"{name}.yml" for name in (
-    "nanodet_ghost_320", "bccd_ghost050_pan", "bccd_ghost100_d50_pan", "bccd_ghost050_dyn4_pan",
-    "bccd_ghost_ghostpan_atss", "bccd_nanodet_plus_ghost")]
+    "nanodet_ghost_320", "bccd_ghost050_pan", "bccd_ghost100_d50_pan", "bccd_ghost_ghostpan_atss",
+    "bccd_nanodet_plus_ghost")]
 
 
 @pytest.fixture(scope="module")
