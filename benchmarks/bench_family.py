@@ -76,7 +76,7 @@ def gflops(model: torch.nn.Module, input_size: List[int]) -> float:
 
 def accuracy(config: str, budget: str, seeds: List[int], train: bool, reuse: bool) -> Optional[Dict[str, object]]:
     """Test mAP per seed of `config` trained in `budget` (None where it was neither trained nor found)."""
-    from bench_bccd import run_seed  # benchmarks/bench_bccd.py
+    from benchmarks.bench_bccd import run_seed
 
     save_dir = _REPO_ROOT / "work_dirs" / "family" / Path(config).stem
     overrides = [f"train.time_budget={budget}", f"train.save_dir={save_dir}"]
@@ -120,7 +120,6 @@ def render(infos: List[Dict[str, object]], timings: Dict[str, tuple], yolo: Dict
     for info in infos:
         name = Path(str(info["config"])).stem
         ms = [timings[f"{name} {fmt}"][0] for fmt in ENGINES]
-        info["fastest"] = min(ms)
         ratio = f"{min(ms) / yolo_fastest:.3f}" if yolo_fastest else "—"
         acc = info["accuracy"]
         acc_cell = "not trained" if acc is None else (
@@ -134,6 +133,27 @@ def render(infos: List[Dict[str, object]], timings: Dict[str, tuple], yolo: Dict
         lines.append(f"| YOLOv8n (ultralytics {yolo['version']}) | {yolo['params'] / 1e6:.3f} | {yolo['gflops']:.2f} | "
                      f"{infos[0]['size'][0]}x{infos[0]['size'][1]} | {' | '.join(f'{v:.2f}' for v in ms)} | 1.000 | "
                      f"{yolo['map_cell']} | {yolo['epochs']} |")
+    return lines
+
+
+def readme_lines(infos: List[Dict[str, object]], yolo: Dict[str, object], timings: Dict[str, tuple],
+                 args: argparse.Namespace) -> List[str]:
+    """The README's short table: deployed size, cost, fastest forward against YOLOv8n's, BCCD mAP."""
+    yolo_fastest = yolo.get("fastest")
+    lines = [f"| config | params (M) | GFLOPs | fastest forward ms (engine) | vs YOLOv8n | BCCD test mAP ({args.budget}) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for info in infos:
+        name = Path(str(info["config"])).stem
+        engine = min(ENGINES, key=lambda f: timings[f"{name} {f}"][0])
+        acc = info["accuracy"]
+        ratio = f"{float(info['fastest']) / yolo_fastest:.2f}x" if yolo_fastest else "—"
+        lines.append(f"| `{name}` | {int(info['params']) / 1e6:.2f} | {float(info['gflops']):.2f} | "
+                     f"{float(info['fastest']):.2f} ({ENGINE_NAMES[engine]}) | {ratio} | "
+                     f"{'—' if acc is None else format(acc['mean'], '.3f')} |")
+    if yolo_fastest:
+        engine = min(ENGINES, key=lambda f: timings[f"YOLOv8n {f}"][0])
+        lines.append(f"| YOLOv8n | {yolo['params'] / 1e6:.2f} | {yolo['gflops']:.2f} | {yolo_fastest:.2f} "
+                     f"({ENGINE_NAMES[engine]}) | 1.00x | {'—' if yolo['map'] is None else format(yolo['map'], '.3f')} |")
     return lines
 
 
@@ -222,7 +242,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--yolo-json", type=Path, default=DEFAULT_YOLO_JSON,
                         help="bench.json of benchmarks/bench_yolo_bccd.py")
     parser.add_argument("--plot", type=Path, default=_REPO_ROOT / "docs" / "speed_accuracy.png")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    parser.add_argument("--readme", type=Path, default=_REPO_ROOT / "README.md",
+                        help="README whose bench_family table is replaced")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ and the README alone")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -246,6 +268,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         torch.set_num_threads(args.threads)  # importing ultralytics may change it
         timings = time_rows(rows, args.warmup, args.repeats, args.rounds)
     load_after = os.getloadavg()
+    for info in infos:
+        info["fastest"] = min(timings[f"{Path(str(info['config'])).stem} {fmt}"][0] for fmt in ENGINES)
     if yolo["timed"]:
         yolo["fastest"] = min(timings[f"YOLOv8n {fmt}"][0] for fmt in ENGINES)
     import onnxruntime
@@ -273,9 +297,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.no_write:
         from benchmarks.report import write_section
 
+        from benchmarks.report import replace_between_markers
+
         write_section(SECTION, "\n".join(body))
         if any(i["accuracy"] is not None for i in infos):
             plot(infos, yolo, args.plot)
+        if not replace_between_markers(args.readme, "bench_family", readme_lines(infos, yolo, timings, args)):
+            logger.warning("%s has no bench_family markers: the README table is not updated", args.readme)
     return 0
 
 

@@ -363,12 +363,10 @@ def readme_table(ours: List[Row], t: Dict[str, Timing], args: argparse.Namespace
 
 def write_readme_table(readme: Path, lines: List[str]) -> None:
     """Replace what stands between the bench_formats markers of the README."""
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
+    from benchmarks.report import replace_between_markers
+
+    if not replace_between_markers(readme, "bench_formats", lines):
         logger.warning("%s has no %s / %s markers: the README table is not updated", readme, README_START, README_END)
-        return
-    head, rest = text.split(README_START, 1)
-    readme.write_text(head + README_START + "\n" + "\n".join(lines) + "\n" + README_END + rest.split(README_END, 1)[1])
 
 
 if __name__ == "__main__":

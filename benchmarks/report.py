@@ -7,7 +7,7 @@ import platform
 import re
 import subprocess
 from pathlib import Path
-from typing import Set, Tuple
+from typing import List, Set, Tuple
 
 import torch
 
@@ -51,3 +51,15 @@ def write_section(title: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def replace_between_markers(path: Path, name: str, lines: List[str]) -> bool:
+    """Replace what stands between `<!-- name:start -->` and `<!-- name:end -->` in `path` with
+    `lines`; False (nothing written) when the file lacks the markers."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text()
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    path.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
+    return True
