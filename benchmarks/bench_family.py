@@ -57,8 +57,9 @@ SECTION = "Model family: speed and accuracy"
 FAMILY = (
     "config/bccd_ghost050_pan.yml",
     "config/bccd_ghost075_pan.yml",
+    "config/bccd_ghost100_d50_pan.yml",
     "config/bccd_ghost_320.yml",
-    "config/bccd_ghost_ghostpan_plushead.yml",
+    "config/bccd_ghost_ghostpan_atss.yml",
     "config/bccd_nanodet_plus_ghost.yml",
 )
 ENGINES = ("onnx", "openvino", "openvino-int8")
@@ -192,7 +193,7 @@ def plot(infos: List[Dict[str, object]], yolo: Dict[str, object], path: Path) ->
     if yolo["timed"] and yolo["map"] is not None:
         ax.plot([yolo["fastest"]], [yolo["map"]], marker="*", markersize=14, color="tab:red", linestyle="none",
                 label="YOLOv8n")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper right")
     ax.set_xlabel("fastest forward (ms, batch 1, 2 threads)")
     ax.set_ylabel("BCCD test mAP@[.5:.95]")
     ax.set_title("nanodet-ghost family vs YOLOv8n (same machine, same run)")
@@ -205,13 +206,13 @@ def yolo_figures(args: argparse.Namespace, rows: Dict[str, Callable[[], object]]
                  size: List[int], workdir: Path) -> Dict[str, object]:
     peer, version = load_peer(args.threads)
     figures: Dict[str, object] = {"timed": peer is not None, "version": version, "map": None, "map_cell": "not trained",
-                                  "epochs": "—"}
+                                  "epochs": "—", "command": "not run"}
     if args.yolo_json.is_file():
         record = json.loads(args.yolo_json.read_text())
         row = [r for r in record["rows"] if r["eval_size"] == f"{size[0]}x{size[1]}"][0]  # scored at our size
         test_map = float(row["test_stats"][0])
         figures.update(map=test_map, map_cell=f"{test_map:.3f} ({record['train_args']['time'] * 60:.0f} min)",
-                       epochs=str(record["epochs"]))
+                       epochs=str(record["epochs"]), command=f"`{record['command']}`")
     if peer is None:
         return figures
     from flops import _count_macs  # tools/flops.py
@@ -276,10 +277,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     import openvino
 
     table = render(infos, timings, yolo, args)
+    yolo_json = os.path.relpath(args.yolo_json.resolve(), _REPO_ROOT)
     body = [
         f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} by "
         f"`python benchmarks/bench_family.py{' --train' if args.train else ''} --budget {args.budget} "
-        f"--seeds {' '.join(map(str, args.seeds))}` (one run).", "",
+        f"--yolo-json {yolo_json} --seeds {' '.join(map(str, args.seeds))}` (one run; without --train the "
+        "accuracy comes from the runs' bench.json).", "",
         f"- Machine: {cpu_info()}; load average (1 min) before / after the timing: "
         f"{load_before[0]:.2f} / {load_after[0]:.2f}.",
         f"- Versions: torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, OpenVINO "
@@ -289,8 +292,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "images of data.train. Parameters: what is exported (no auxiliary head). GFLOPs: 2 x multiply-adds of "
         "convolutions and matrix products at the input size.",
         f"- Accuracy: BCCD test mAP@[.5:.95] at the config's input size, trained from scratch in {args.budget} "
-        "(`benchmarks/bench_bccd.py`'s loop); YOLOv8n: `benchmarks/bench_yolo_bccd.py` (ultralytics' own time "
-        "budget), scored by the same evaluator.", "",
+        f"(`benchmarks/bench_bccd.py`'s loop, one folder per config under work_dirs/family/); YOLOv8n: "
+        f"{yolo['command']} (ultralytics' own time budget, scored by the same evaluator at the same size).", "",
     ] + table + ["", f"Targets: fastest forward <= {SPEED_GOAL} x YOLOv8n's fastest, test mAP >= {MAP_GOAL} "
                      "and above YOLOv8n's (issue 21):", ""] + target_lines(infos, yolo, timings)
     print("\n".join(body))

@@ -76,3 +76,7 @@ def test_accuracy_reads_earlier_runs(tmp_path: Path, monkeypatch) -> None:
     acc = bench_family.accuracy("config/member.yml", "00:00:15:00", [0, 1], train=False, reuse=False)
     assert acc["maps"] == [0.6, 0.62] and acc["epochs"] == [50, 51]
     assert abs(acc["mean"] - 0.61) < 1e-12 and abs(acc["std"] - 0.0141421) < 1e-6
+
+
+def test_the_family_list_names_shipped_configs() -> None:
+    assert all((REPO_ROOT / path).is_file() for path in bench_family.FAMILY)
