@@ -15,7 +15,7 @@ turns in alternating blocks. Weights are random (speed does not depend on them) 
 from real photos.
 
 Accuracy: BCCD test mAP@[.5:.95] of each config trained from scratch in the `--budget` time budget
-(`benchmarks/bench_bccd.py`'s run, one folder per config and seed under work_dirs/family/). Without
+(`benchmarks/bench_bccd.py`'s run, one folder per budget, config and seed under work_dirs/family/<budget>/). Without
 `--train`, figures come from an earlier run's `bench.json` where there is one. YOLOv8n's comes from
 `benchmarks/bench_yolo_bccd.py`'s `bench.json` (`--yolo-json`).
 
@@ -56,6 +56,7 @@ logger = logging.getLogger("nanodet_ghost.bench_family")
 SECTION = "Model family: speed and accuracy"
 FAMILY = (
     "config/bccd_ghost050_pan.yml",
+    "config/bccd_ghost050_d50_pan.yml",
     "config/bccd_ghost075_pan.yml",
     "config/bccd_ghost100_d50_pan.yml",
     "config/bccd_ghost_320.yml",
@@ -75,11 +76,18 @@ def gflops(model: torch.nn.Module, input_size: List[int]) -> float:
     return 2 * total.macs / 1e9
 
 
+def budget_folder(budget: str) -> str:
+    """'00:00:30:00' -> '30min': runs of different budgets keep apart folders."""
+    days, hours, minutes, seconds = (int(v) for v in budget.split(":"))
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    return f"{total // 60}min" if total % 60 == 0 else f"{total}s"
+
+
 def accuracy(config: str, budget: str, seeds: List[int], train: bool, reuse: bool) -> Optional[Dict[str, object]]:
     """Test mAP per seed of `config` trained in `budget` (None where it was neither trained nor found)."""
     from benchmarks.bench_bccd import run_seed
 
-    save_dir = _REPO_ROOT / "work_dirs" / "family" / Path(config).stem
+    save_dir = _REPO_ROOT / "work_dirs" / "family" / budget_folder(budget) / Path(config).stem
     overrides = [f"train.time_budget={budget}", f"train.save_dir={save_dir}"]
     runs = []
     for seed in seeds:
@@ -292,7 +300,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "images of data.train. Parameters: what is exported (no auxiliary head). GFLOPs: 2 x multiply-adds of "
         "convolutions and matrix products at the input size.",
         f"- Accuracy: BCCD test mAP@[.5:.95] at the config's input size, trained from scratch in {args.budget} "
-        f"(`benchmarks/bench_bccd.py`'s loop, one folder per config under work_dirs/family/); YOLOv8n: "
+        f"(`benchmarks/bench_bccd.py`'s loop, one folder per config under work_dirs/family/{budget_folder(args.budget)}/); YOLOv8n: "
         f"{yolo['command']} (ultralytics' own time budget, scored by the same evaluator at the same size).", "",
     ] + table + ["", f"Targets: fastest forward <= {SPEED_GOAL} x YOLOv8n's fastest, test mAP >= {MAP_GOAL} "
                      "and above YOLOv8n's (issue 21):", ""] + target_lines(infos, yolo, timings)

@@ -70,7 +70,7 @@ def test_accuracy_reads_earlier_runs(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(bench_family, "_REPO_ROOT", tmp_path)
     assert bench_family.accuracy("config/member.yml", "00:00:15:00", [0, 1], train=False, reuse=False) is None
     for seed, value in ((0, 0.6), (1, 0.62)):
-        record = tmp_path / "work_dirs" / "family" / "member" / f"seed{seed}" / "bench.json"
+        record = tmp_path / "work_dirs" / "family" / "15min" / "member" / f"seed{seed}" / "bench.json"
         record.parent.mkdir(parents=True)
         record.write_text(json.dumps({"test_stats": [value] + [0.0] * 11, "epochs": 50 + seed}))
     acc = bench_family.accuracy("config/member.yml", "00:00:15:00", [0, 1], train=False, reuse=False)
@@ -80,3 +80,9 @@ def test_accuracy_reads_earlier_runs(tmp_path: Path, monkeypatch) -> None:
 
 def test_the_family_list_names_shipped_configs() -> None:
     assert all((REPO_ROOT / path).is_file() for path in bench_family.FAMILY)
+
+
+def test_budget_folders_keep_runs_of_different_budgets_apart() -> None:
+    assert bench_family.budget_folder("00:00:15:00") == "15min"
+    assert bench_family.budget_folder("00:00:30:00") == "30min"
+    assert bench_family.budget_folder("00:01:00:30") == "3630s"
