@@ -21,13 +21,14 @@ setup(
     extras_require={
         # CI runs the parity tests of every deployment format, so dev pulls every runtime.
         "dev": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "openvino>=2024.0", "nncf>=2.10", "ncnn>=1.0.20240410",
-                "pnnx>=20240410"],
+                "pnnx>=20240410", "MNN>=3.0"],
         "onnxruntime": ["onnxruntime>=1.17"],  # run .onnx exports
         "openvino": ["openvino>=2024.0"],  # run OpenVINO IRs (.xml)
         "ncnn": ["ncnn>=1.0.20240410"],  # run ncnn models (.param)
-        # tools/export.py for every format: ONNX (+ ORT INT8), OpenVINO (+ NNCF INT8), ncnn (pnnx)
+        "mnn": ["MNN>=3.0"],  # run MNN models (.mnn)
+        # tools/export.py for every format: ONNX (+ ORT INT8), OpenVINO (+ NNCF INT8), ncnn (pnnx), MNN
         "export": ["onnx>=1.15", "onnxruntime>=1.17", "openvino>=2024.0", "nncf>=2.10", "ncnn>=1.0.20240410",
-                   "pnnx>=20240410"],
+                   "pnnx>=20240410", "MNN>=3.0"],
         "bench": ["ultralytics>=8.1"],
     },
 )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.metadata
 import datetime
 import logging
 import os
@@ -39,6 +40,7 @@ import torch  # noqa: E402
 
 from benchmarks.bench_inference import (  # noqa: E402
     Timing, _FirstOutput, bench_model, cpu_info, cycle, load_peer, time_rows)
+from benchmarks.format_heads import add_head_rows, export_heads, head_checks, head_notes  # noqa: E402
 from nanodet_ghost.config import load_config  # noqa: E402
 from nanodet_ghost.export.calibration import calibration_images  # noqa: E402
 from nanodet_ghost.export.formats import FORMATS, export_model  # noqa: E402
@@ -53,9 +55,9 @@ logger = logging.getLogger("nanodet_ghost.bench_formats")
 SECTION = "Deployment formats"
 DEFAULT_CONFIG = _REPO_ROOT / "config" / "bccd_ghost_320.yml"
 FILES = {"onnx": "ours.onnx", "onnx-int8": "ours.int8.onnx", "openvino": "ours.xml", "openvino-int8": "ours.int8.xml",
-         "ncnn": "ours.ncnn.param"}
+         "ncnn": "ours.ncnn.param", "mnn": "ours.mnn"}
 ENGINE = {"onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime", "openvino": "OpenVINO", "openvino-int8": "OpenVINO",
-          "ncnn": "ncnn", "pytorch": "PyTorch"}
+          "ncnn": "ncnn", "mnn": "MNN", "pytorch": "PyTorch"}
 FP32_OF = {"onnx-int8": "onnx", "openvino-int8": "openvino"}
 Row = Dict[str, object]
 METHOD_NOTES = [
@@ -79,11 +81,11 @@ METHOD_NOTES = [
 ]
 
 
-SIBLINGS = {".onnx": (), ".xml": (".bin",), ".param": (".bin", ".json")}
+SIBLINGS = {".onnx": (), ".xml": (".bin",), ".param": (".bin", ".json"), ".mnn": (".mnn.json",)}
 
 
 def file_size_mb(path: Path) -> float:
-    """Size of a model file with its weights / sidecar (OpenVINO .bin, ncnn .bin + .json)."""
+    """Size of a model file with its weights / sidecar (OpenVINO .bin, ncnn .bin + .json, MNN .mnn.json)."""
     return sum(p.stat().st_size for p in [path] + [path.with_suffix(s) for s in SIBLINGS[path.suffix]]) / 1e6
 
 
@@ -150,8 +152,10 @@ def run(args: argparse.Namespace, workdir: Path) -> Tuple[List[Row], List[Row], 
              for fmt in FORMATS}
     ours: List[Row] = [{"format": "pytorch (fused, channels-last)", "key": "pytorch", "size": None,
                         "map": model_map(cfg, Path(args.ckpt), args.split) if args.ckpt else None}]
+    paths.update(export_heads(model, cfg, size, workdir))
     for fmt, path in paths.items():
-        ours.append({"format": fmt, "key": fmt, "size": file_size_mb(path),
+        label = fmt.replace("+", ", ") + " head" if "+" in fmt else fmt
+        ours.append({"format": label, "key": fmt, "size": file_size_mb(path),
                      "map": model_map(cfg, path, args.split) if args.ckpt else None})
     batch, metas = preprocess_batch(photos[:1], size, cfg.data.keep_ratio, cfg.data.mean, cfg.data.std)
     torch.set_num_threads(args.threads)
@@ -160,11 +164,13 @@ def run(args: argparse.Namespace, workdir: Path) -> Tuple[List[Row], List[Row], 
     torch_predictor = Predictor.from_config(cfg, model, fuse=True)
     x = torch.from_numpy(batch)
     rows: Dict[str, Callable[[], object]] = {"ours pytorch forward": lambda: fast(x)}
-    for fmt, predictor in predictors.items():
+    raw_predictors = {fmt: p for fmt, p in predictors.items() if "+" not in fmt}
+    for fmt, predictor in raw_predictors.items():
         rows[f"ours {fmt} forward"] = lambda p=predictor: p.forward(batch)
     rows["ours pytorch end to end"] = cycle([lambda img=img: torch_predictor.predict(img) for img in photos])
-    for fmt, predictor in predictors.items():
+    for fmt, predictor in raw_predictors.items():
         rows[f"ours {fmt} end to end"] = cycle([lambda img=img, p=predictor: p.predict(img) for img in photos])
+    add_head_rows(rows, {k: p for k, p in predictors.items() if "+" in k}, batch, photos, cfg, cycle)
     pre, post_torch, post_np, candidates = [], [], [], []
     for img in photos:  # pre and post alone, on each photo's own forward output
         b, m = preprocess_batch([img], size, cfg.data.keep_ratio, cfg.data.mean, cfg.data.std)
@@ -203,6 +209,7 @@ def run(args: argparse.Namespace, workdir: Path) -> Tuple[List[Row], List[Row], 
              f"{timings['ours pre'][0]:.2f} ms, PyTorch post {timings['ours pytorch post'][0]:.2f} ms, numpy post "
              f"{timings['ours numpy post'][0]:.2f} ms, for {np.mean(candidates):.0f} (point, class) scores above "
              f"score_thr={cfg.model.postprocess.score_thr} per photo on average."]
+    notes += ["", "With the nms head (medians of this run):", ""] + head_notes(timings)
     if recipe_paths:
         from benchmarks.int8_recipes import recipe_table
 
@@ -247,7 +254,7 @@ def table(ours: List[Row], peers: List[Row], t: Dict[str, Timing], split: str) -
             e2e = t.get(f"{who} {key} end to end")
             size = f"{row['size']:.1f}" if row["size"] is not None else "—"
             map_ = f"{row['map']:.3f}" if row["map"] is not None else "—"
-            lines.append(f"| {who} | {row['format']} | {ENGINE[key]} | {size} | {map_} | "
+            lines.append(f"| {who} | {row['format']} | {ENGINE[key.split('+')[0]]} | {size} | {map_} | "
                          f"{fwd[0]:.2f} | {fwd[1]:.2f} | {f'{e2e[0]:.2f}' if e2e else '—'} |")
     return lines
 
@@ -255,7 +262,7 @@ def table(ours: List[Row], peers: List[Row], t: Dict[str, Timing], split: str) -
 def target_lines(ours: List[Row], peers: List[Row], t: Dict[str, Timing]) -> List[str]:
     """The issue's targets, each with its measured value."""
     med = {name: v[0] for name, v in t.items()}
-    deploy = [r["key"] for r in ours if r["key"] != "pytorch"]
+    deploy = [r["key"] for r in ours if r["key"] != "pytorch" and "+" not in r["key"]]
     fastest = min(deploy, key=lambda k: med[f"ours {k} forward"])
     ort_fp32 = med["ours onnx forward"]
     maps = {r["key"]: r["map"] for r in ours}
@@ -273,12 +280,13 @@ def target_lines(ours: List[Row], peers: List[Row], t: Dict[str, Timing]) -> Lis
         if maps["pytorch"] is not None:
             checks.append((f"{int8} mAP loss vs {fp32}", maps[fp32] - maps[int8], "<=", 0.010))
     if maps["pytorch"] is not None:
-        for fmt in ("onnx", "openvino", "ncnn"):
+        for fmt in [k for k in maps if k != "pytorch" and k not in FP32_OF]:
             checks.append((f"|{fmt} mAP - PyTorch mAP|", abs(maps[fmt] - maps["pytorch"]), "<=", 0.001))
     pre = med["ours pre"]
     checks.append(("PyTorch path: (pre + post) / forward", (pre + med["ours pytorch post"]) / med["ours pytorch forward"],
                    "<=", 0.15))
     checks.append(("ORT path: (pre + post) / forward", (pre + med["ours numpy post"]) / ort_fp32, "<=", 0.15))
+    checks += head_checks(t)
     ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b}
     lines = ["| target | measured | goal | |", "|---|---:|---:|---|"]
     for label, value, op, goal in checks:
@@ -328,7 +336,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"and f32 inference precision, ncnn opt.num_threads); {args.repeats} timed runs per row in "
         f"{args.rounds} alternating blocks after {args.warmup} warm-up runs each.",
         f"- Versions: torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, OpenVINO "
-        f"{openvino.__version__.split('-')[0]}, ncnn {ncnn.__version__}, {notes[0]}.",
+        f"{openvino.__version__.split('-')[0]}, ncnn {ncnn.__version__}, MNN {importlib.metadata.version('MNN')}, "
+        f"{notes[0]}.",
         f"- Model: {'`' + Path(args.ckpt).name + '` of `' + args.config.name + '`' if args.ckpt else 'random weights'}"
         f"{' (' + args.note + ')' if args.note else ''}; "
         f"mAP@[.5:.95] on its {args.split} split through `evaluate_checkpoint` (what `tools/test.py` runs), "

@@ -7,6 +7,10 @@
 | openvino | .xml + .bin | `openvino.convert_model` of the ONNX export, rt_info metadata |
 | openvino-int8 | .xml + .bin | the same IR quantized by NNCF on the same calibration images |
 | ncnn | .param + .bin + .json | pnnx from the traced detector, json sidecar with the metadata |
+| mnn | .mnn + .json | MNN's converter from the ONNX export, json sidecar with the metadata |
+
+Each format ends in the chosen head (`nanodet_ghost.export.heads`: raw, boxes or nms) where its
+runtime has the operators: `FORMAT_HEADS` says which; `check_head` refuses the others in one line.
 
 INT8 formats calibrate on `calib_images` images of `data.<calib_split>` through the validation
 preprocessing (`nanodet_ghost.export.calibration`).
@@ -17,23 +21,39 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from torch import nn
 
 from nanodet_ghost.config import load_config
 from nanodet_ghost.export.calibration import calibration_images
+from nanodet_ghost.export.heads import HEADS
 from nanodet_ghost.export.onnx import build_metadata, export_onnx
 
 logger = logging.getLogger(__name__)
 
 # format -> the suffix of the file named on the command line
 FORMATS: Dict[str, str] = {"onnx": ".onnx", "onnx-int8": ".onnx", "openvino": ".xml", "openvino-int8": ".xml",
-                           "ncnn": ".param"}
+                           "ncnn": ".param", "mnn": ".mnn"}
 INT8_FORMATS = ("onnx-int8", "openvino-int8")
 # The largest COCO mAP@[.5:.95] an export may lose against the PyTorch checkpoint.
-MAP_TOLERANCE = {"onnx": 0.002, "openvino": 0.002, "ncnn": 0.002, "onnx-int8": 0.010, "openvino-int8": 0.010}
+MAP_TOLERANCE = {"onnx": 0.002, "openvino": 0.002, "ncnn": 0.002, "mnn": 0.002, "onnx-int8": 0.010,
+                 "openvino-int8": 0.010}
+# format -> the heads its runtime can hold; the reason why not for the others.
+FORMAT_HEADS: Dict[str, Tuple[str, ...]] = {fmt: HEADS for fmt in FORMATS}
+FORMAT_HEADS["ncnn"] = ("raw", "boxes")
+MISSING_OP = {"ncnn": "ncnn has no NonMaxSuppression layer"}
+
+
+def check_head(fmt: str, head: str) -> None:
+    """`ValueError` (one line naming the format, the missing operator and the heads that work) for
+    a head the format's runtime cannot hold, or an unknown head."""
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}, expected one of {list(HEADS)}")
+    if head not in FORMAT_HEADS[fmt]:
+        raise ValueError(f"--format {fmt} cannot hold --head {head}: {MISSING_OP[fmt]}; use --head "
+                         f"{' or '.join(FORMAT_HEADS[fmt])} (and NMS in the predictor)")
 
 
 def check_format(fmt: str, out_path: Union[str, "os.PathLike[str]"]) -> None:
@@ -61,6 +81,7 @@ def export_model(
     calib_images: int = 200,
     images: Optional[np.ndarray] = None,
     dynamic_batch: bool = False,
+    head: str = "raw",
 ) -> str:
     """Export `model` (a `Detector` with its weights) in `fmt` to `out_path`.
 
@@ -70,11 +91,13 @@ def export_model(
         input_size: (W, H); default `cfg.data.input_size`.
         calib_split, calib_images: the INT8 calibration set (validation preprocessing).
         images: calibration inputs float32 [K, 3, H, W] to use instead (INT8 formats only).
-        dynamic_batch: symbolic batch dimension (onnx only).
+        dynamic_batch: symbolic batch dimension (onnx only; not with the nms head).
+        head: what the graph ends with: raw, boxes or nms (`FORMAT_HEADS` says where each fits).
     Returns:
         The path written (the main file; .bin / .json siblings beside it).
     """
     check_format(fmt, out_path)
+    check_head(fmt, head)
     out_path = os.fspath(out_path)
     size = [int(v) for v in (input_size or cfg.data.input_size)]
     if dynamic_batch and fmt != "onnx":
@@ -82,9 +105,9 @@ def export_model(
     if fmt == "ncnn":
         from nanodet_ghost.export.ncnn import export_ncnn
 
-        return export_ncnn(model, build_metadata(cfg, size), out_path, size)
+        return export_ncnn(model, cfg, build_metadata(cfg, size, head), out_path, size)
     if fmt == "onnx":
-        return export_onnx(model, cfg, out_path, input_size=size, dynamic_batch=dynamic_batch)
+        return export_onnx(model, cfg, out_path, input_size=size, dynamic_batch=dynamic_batch, head=head)
     note = ""
     if fmt in INT8_FORMATS:
         if images is None:
@@ -93,7 +116,11 @@ def export_model(
         else:
             note = f"{len(images)} given images"
     with tempfile.TemporaryDirectory(prefix="nanodet_export_") as tmp:
-        fp32_path = export_onnx(model, cfg, os.path.join(tmp, "model.onnx"), input_size=size)
+        fp32_path = export_onnx(model, cfg, os.path.join(tmp, "model.onnx"), input_size=size, head=head)
+        if fmt == "mnn":
+            from nanodet_ghost.export.mnn import export_mnn
+
+            return export_mnn(fp32_path, out_path)
         if fmt == "onnx-int8":
             from nanodet_ghost.export.onnx_int8 import quantize_onnx
 

@@ -1,9 +1,11 @@
 """ncnn export through pnnx: `.param` + `.bin`, with a json sidecar carrying the metadata.
 
-The fused `ExportWrapper` (the same module the ONNX export traces) is traced with TorchScript and
-converted by the pnnx tool with fp32 weights (`fp16=0`; pnnx's default fp16 weights move the
+The fused detector with its export head (`raw` or `boxes`: the module the ONNX export traces;
+ncnn has no NonMaxSuppression layer, so no `nms` head) is traced with TorchScript and converted
+by the pnnx tool with fp32 weights (`fp16=0`; pnnx's default fp16 weights move the
 outputs by about 1e-3). The sidecar `<name>.json` holds `metadata` (exactly the key/value strings
-the ONNX export embeds) and `ncnn` (the input/output blob names and the input shape), so nothing
+the ONNX export embeds) and `ncnn` (the input blob name, the output blob names in the head's
+output order, and the input shape), so nothing
 about pre-processing, layout or decoding is left to guess.
 """
 from __future__ import annotations
@@ -21,14 +23,14 @@ from typing import Mapping, Sequence, Union
 import torch
 from torch import nn
 
-from nanodet_ghost.export.onnx import ExportWrapper
+from nanodet_ghost.export.heads import HEAD_OUTPUTS, export_head
 from nanodet_ghost.inference.backends import import_runtime
 from nanodet_ghost.inference.backends.ncnn import sidecar_path, weights_path
 from nanodet_ghost.model.fuse import fuse_model
 
 logger = logging.getLogger(__name__)
 
-INPUT_BLOB, OUTPUT_BLOB = "in0", "out0"  # pnnx's names for the first input and output
+INPUT_BLOB = "in0"  # pnnx's names: in0, in1, ... and out0, out1, ...
 PNNX_TIMEOUT_S = 600
 
 
@@ -42,18 +44,21 @@ def write_sidecar(param_path: Union[str, "os.PathLike[str]"], metadata: Mapping[
                   input_shape: Sequence[int]) -> Path:
     """Write `<name>.json` beside `param_path`: the metadata strings and the blob names."""
     path = sidecar_path(param_path)
+    outputs = [f"out{i}" for i in range(len(HEAD_OUTPUTS[metadata.get("head", "raw")]))]
     sidecar = {"metadata": {str(k): str(v) for k, v in metadata.items()},
-               "ncnn": {"input": INPUT_BLOB, "output": OUTPUT_BLOB, "input_shape": [int(v) for v in input_shape]}}
+               "ncnn": {"input": INPUT_BLOB, "outputs": outputs, "input_shape": [int(v) for v in input_shape]}}
     path.write_text(json.dumps(sidecar, indent=2) + "\n")
     return path
 
 
-def export_ncnn(model: nn.Module, metadata: Mapping[str, str], out_path: Union[str, "os.PathLike[str]"],
+def export_ncnn(model: nn.Module, cfg, metadata: Mapping[str, str], out_path: Union[str, "os.PathLike[str]"],
                 input_size: Sequence[int], fuse: bool = True) -> str:
     """Convert `model` (a `Detector` with its weights) to ncnn at `out_path` (.param; .bin and .json beside it).
 
     Args:
-        metadata: the strings `build_metadata` gives (the ONNX export's metadata).
+        cfg: the loaded config (the `boxes` head's strides, reg_max and centre offset).
+        metadata: the strings `build_metadata` gives (the ONNX export's metadata); its `head` is
+            the graph's ending, `raw` or `boxes`.
         input_size: (W, H).
         fuse: fold BatchNorm first (pnnx folds it too; fusing here keeps the traced graph the
             one the ONNX export traces).
@@ -65,7 +70,10 @@ def export_ncnn(model: nn.Module, metadata: Mapping[str, str], out_path: Union[s
         raise ValueError(f"an ncnn model is written as a .param file (.bin and .json beside it), got {out_path}")
     executable = pnnx_executable(out_path)
     width, height = int(input_size[0]), int(input_size[1])
-    wrapper = ExportWrapper(fuse_model(model) if fuse else model).eval()
+    head = metadata.get("head", "raw")
+    if head == "nms":
+        raise ValueError("ncnn has no NonMaxSuppression layer: --format ncnn takes --head raw or boxes")
+    wrapper = export_head(fuse_model(model) if fuse else model, head, cfg, (width, height))
     os.makedirs(os.path.dirname(os.path.abspath(out_path)) or ".", exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="nanodet_pnnx_") as tmp:
         traced_path = os.path.join(tmp, "model.pt")

@@ -94,23 +94,32 @@ def compare_onnx_with_pytorch(
     return result
 
 
-def raw_output_difference(model: Any, model_path: Union[str, os.PathLike], batch: Any,
-                          num_threads: Optional[int] = None) -> Tuple[float, float]:
-    """Largest |export - PyTorch| over the raw outputs `[B, N, C + 4(R+1)]` on `batch` (float32
+def output_difference(model: Any, model_path: Union[str, os.PathLike], batch: Any, cfg: Any = None,
+                      num_threads: Optional[int] = None) -> Tuple[float, float]:
+    """Largest |export - PyTorch| over every output of the export's head on `batch` (float32
     [B, 3, H, W]), and the largest |PyTorch output| (the scale to judge it by).
 
-    The PyTorch side is `ExportWrapper(model)` (unfused, sigmoid on the class channels); the export
-    runs through its backend (`nanodet_ghost.inference.backends.load_backend`)."""
+    The PyTorch side is the unfused `model` with the same head (`export_head`: `RawHead` needs no
+    `cfg`; `boxes` and `nms` take strides and thresholds from `cfg`); the export runs through its
+    backend (`nanodet_ghost.inference.backends.load_backend`)."""
     import numpy as np
     import torch
 
-    from nanodet_ghost.export.onnx import ExportWrapper
+    from nanodet_ghost.export.heads import export_head
     from nanodet_ghost.inference.exported_predictor import ExportedPredictor
 
     batch = np.ascontiguousarray(batch, dtype=np.float32)
+    predictor = ExportedPredictor(model_path, num_threads=num_threads)
+    if predictor.head != "raw" and cfg is None:
+        raise ValueError(f"{model_path}: comparing the {predictor.head} head needs the config")
+    reference = export_head(model, predictor.head, cfg, (batch.shape[3], batch.shape[2]))
     with torch.no_grad():
-        expected = ExportWrapper(model).eval()(torch.from_numpy(batch)).numpy()
-    got = ExportedPredictor(model_path, num_threads=num_threads).forward(batch)
-    if got.shape != expected.shape:
-        raise ValueError(f"{model_path}: output shape {list(got.shape)}, PyTorch gives {list(expected.shape)}")
-    return float(np.abs(got - expected).max()), float(np.abs(expected).max())
+        expected = reference(torch.from_numpy(batch))
+    expected = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
+    outputs = predictor.run(batch)
+    got = list(outputs.values())
+    for name, g, e in zip(outputs, got, expected):
+        if g.shape != e.shape:
+            raise ValueError(f"{model_path}: output {name} has shape {list(g.shape)}, PyTorch gives {list(e.shape)}")
+    diff = max(float(np.abs(g.astype(np.float64) - e).max()) if e.size else 0.0 for g, e in zip(got, expected))
+    return diff, max([0.0] + [float(np.abs(e).max()) for e in expected if e.size])

@@ -1,11 +1,18 @@
 """One predictor over every exported format, with numpy + OpenCV only (never imports torch).
 
 `ExportedPredictor` wraps a backend (`nanodet_ghost.inference.backends`: ONNX Runtime, OpenVINO,
-ncnn) with the same pre- and post-processing as the PyTorch `Predictor`: `preprocess_image`
-(letterbox + BGR normalisation from the model's metadata), the backend's forward, then
-`postprocess_np` (the numpy twin of `PostProcessor`). Everything comes from the model's metadata:
-class names, input size, strides, reg_max, centre offset, mean/std, keep_ratio and the postprocess
-defaults, so no config is needed.
+ncnn, MNN) with the same pre- and post-processing as the PyTorch `Predictor`: `preprocess_image`
+(letterbox + BGR normalisation from the model's metadata), the backend's forward, then what the
+graph's head leaves to do (`postprocess_np`, the numpy twin of `PostProcessor`):
+
+| head | after the runtime |
+|---|---|
+| raw | decode, threshold, NMS, letterbox inverse |
+| boxes | threshold, NMS, letterbox inverse |
+| nms | letterbox inverse (and a stricter score threshold or fewer detections, if asked) |
+
+Everything comes from the model's metadata: class names, input size, strides, reg_max, centre
+offset, mean/std, keep_ratio, the head and the postprocess defaults, so no config is needed.
 """
 from __future__ import annotations
 
@@ -19,20 +26,23 @@ from nanodet_ghost.inference.backends import Backend, load_backend
 from nanodet_ghost.inference.common import (Detections, ImageInput, as_image_list, chunks, load_image,
                                             make_detections, preprocess_batch)
 from nanodet_ghost.inference.metadata import PARAM_TYPES, ModelFileError
-from nanodet_ghost.inference.postprocess_np import PostprocessParams, postprocess_output_np
+from nanodet_ghost.inference.postprocess_np import (PostprocessParams, map_boxes_to_original_np,
+                                                    postprocess_image_np, postprocess_output_np)
 
 logger = logging.getLogger(__name__)
 
 
 class ExportedPredictor:
-    """Runs an exported detector (.onnx, OpenVINO .xml or ncnn .param).
+    """Runs an exported detector (.onnx, OpenVINO .xml, ncnn .param or .mnn), whatever its head.
 
     Args:
         model: a model file (the backend is chosen by its suffix) or a loaded backend.
         num_threads: runtime threads (None: the runtime's default); only used with a file.
-        postprocess: overrides of the metadata's postprocess defaults (score_thr, nms_iou, ...).
+        postprocess: overrides of the metadata's postprocess defaults (score_thr, nms_iou, ...). With
+            the `nms` head the graph fixed them: only a higher score_thr or fewer max_detections
+            can be applied afterwards; anything else is a `ModelFileError`.
         batch_size: images per forward when a list is given and the model takes any batch (a
-            model with a fixed batch of 1 is run image by image).
+            model with a fixed batch is run in batches of that size, the last one padded).
     """
 
     def __init__(self, model: Union[str, "os.PathLike[str]", Backend], num_threads: Optional[int] = None,
@@ -50,13 +60,35 @@ class ExportedPredictor:
         self.mean, self.std = list(meta.mean), list(meta.std)
         self.keep_ratio = meta.keep_ratio
         self.center_offset = meta.center_offset
+        self.head = meta.head
         settings = dict(meta.postprocess)
         settings.update(dict(postprocess or {}))
         unknown = sorted(set(settings) - set(PARAM_TYPES))
         if unknown:
             raise ValueError(f"unknown postprocess settings {unknown}, expected some of {sorted(PARAM_TYPES)}")
         self.params = PostprocessParams(**{k: PARAM_TYPES[k](v) for k, v in settings.items()})
+        if self.head == "nms":
+            self._check_fixed_settings(self.params)
         self.batch_size = int(batch_size)
+
+    def _check_fixed_settings(self, params: PostprocessParams, score_thr: Optional[float] = None) -> None:
+        """The `nms` head's graph holds its thresholds: refuse settings it cannot honour."""
+        fixed = PostprocessParams(**self.model_metadata.postprocess)
+        wanted = params.score_thr if score_thr is None else float(score_thr)
+        problems = []
+        if wanted < fixed.score_thr - 1e-9:
+            problems.append(f"score_thr {wanted:g} < {fixed.score_thr:g}")
+        if abs(params.nms_iou - fixed.nms_iou) > 1e-9:
+            problems.append(f"nms_iou {params.nms_iou:g} != {fixed.nms_iou:g}")
+        if params.nms_pre != fixed.nms_pre:
+            problems.append(f"nms_pre {params.nms_pre} != {fixed.nms_pre}")
+        if params.max_detections > fixed.max_detections:
+            problems.append(f"max_detections {params.max_detections} > {fixed.max_detections}")
+        if problems:
+            raise ModelFileError(f"{self.path}: its nms head fixed score_thr {fixed.score_thr:g}, nms_iou "
+                                 f"{fixed.nms_iou:g}, nms_pre {fixed.nms_pre}, max_detections {fixed.max_detections} "
+                                 f"in the graph; asked for {', '.join(problems)} (export again with these "
+                                 "model.postprocess settings, or with --head raw or boxes)")
 
     @classmethod
     def from_config(cls, path: Union[str, "os.PathLike[str]"], model_cfg: Optional[Any] = None,
@@ -72,35 +104,72 @@ class ExportedPredictor:
                                  f"{int(model_cfg.head.num_classes)}")
         return predictor
 
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        """float32 [B, 3, H, W] → output [B, N, C + 4(R+1)] (class scores after sigmoid).
+    def run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        """float32 [B, 3, H, W] → the head's outputs by name (`HEAD_OUTPUTS[self.head]`).
 
-        A model with a fixed batch is run once per image."""
+        A model with a fixed batch is run in batches of that size (the last one padded with zeros)."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         static_hw = self.backend.input_hw
         if batch.ndim != 4 or any(d is not None and d != b for d, b in zip(static_hw, batch.shape[2:])):
             raise ModelFileError(f"{self.path}: expects input [B, 3, {static_hw[0]}, {static_hw[1]}], got "
                                  f"{list(batch.shape)} (export again with --input-size W H)")
         fixed = self.backend.fixed_batch
-        if fixed is not None and batch.shape[0] != fixed:
-            return np.concatenate([self.backend.forward(batch[i:i + 1]) for i in range(batch.shape[0])])
-        return self.backend.forward(batch)
+        if fixed is None or batch.shape[0] == fixed:
+            return self.backend.run(batch)
+        parts = []
+        for start in range(0, batch.shape[0], fixed):
+            part = batch[start:start + fixed]
+            if len(part) < fixed:
+                part = np.concatenate([part, np.zeros((fixed - len(part),) + part.shape[1:], np.float32)])
+            parts.append(self.backend.run(part))
+        return {name: np.concatenate([p[name] for p in parts])[: batch.shape[0]] for name in parts[0]}
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """float32 [B, 3, H, W] → the raw output [B, N, C + 4(R+1)] (class scores after sigmoid).
+
+        Only for a model with the `raw` head; `run` gives any head's outputs."""
+        if self.head != "raw":
+            raise ModelFileError(f"{self.path}: has the {self.head} head; forward() gives the raw output only, "
+                                 "use run()")
+        return self.run(batch)["output"]
 
     def postprocess(self, output: np.ndarray, metas: Sequence[Optional[Mapping[str, Any]]],
                     input_hw: Tuple[int, int], score_thr: Optional[float] = None
                     ) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per image (boxes [K, 4] original px, scores [K], labels [K]); see `postprocess_np`."""
+        """Raw output [B, N, C + 4(R+1)] → per image (boxes [K, 4] original px, scores [K], labels [K])."""
         hw = (int(input_hw[0]), int(input_hw[1]))
         return [postprocess_output_np(out, self.num_classes, self.reg_max, self.strides, hw, meta, self.params,
                                       score_thr, self.center_offset) for out, meta in zip(output, metas)]
+
+    def postprocess_outputs(self, outputs: Mapping[str, np.ndarray], metas: Sequence[Optional[Mapping[str, Any]]],
+                            input_hw: Tuple[int, int], score_thr: Optional[float] = None
+                            ) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """`run`'s outputs, whatever the head → per image (boxes [K, 4] original px, scores [K],
+        labels [K] int64), sorted by decreasing score."""
+        if self.head == "raw":
+            return self.postprocess(outputs["output"], metas, input_hw, score_thr)
+        if self.head == "boxes":
+            return [postprocess_image_np(s, b, meta, self.params, score_thr)
+                    for b, s, meta in zip(outputs["boxes"], outputs["scores"], metas)]
+        self._check_fixed_settings(self.params, score_thr)
+        threshold = self.params.score_thr if score_thr is None else float(score_thr)
+        results = []
+        for found, count, meta in zip(outputs["detections"], outputs["num_detections"], metas):
+            found = found[: int(count)]
+            found = found[found[:, 4] > threshold][: self.params.max_detections]
+            boxes = found[:, :4].astype(np.float32)
+            if meta is not None and "warp_matrix" in meta and "orig_hw" in meta:
+                boxes = map_boxes_to_original_np(boxes, meta["warp_matrix"], (int(meta["orig_hw"][0]),
+                                                                             int(meta["orig_hw"][1])))
+            results.append((boxes, found[:, 4].astype(np.float32), found[:, 5].astype(np.int64)))
+        return results
 
     def predict_batch(self, images: np.ndarray, metas: Sequence[Mapping[str, Any]],
                       score_thr: Optional[float] = None) -> List[Dict[str, np.ndarray]]:
         """Already preprocessed float32 [B, 3, H, W] (e.g. a collated val batch) and their metas
         → per image dict(boxes [K, 4] xyxy original px, scores [K], labels [K])."""
         images = np.asarray(images, np.float32)
-        output = self.forward(images)
-        results = self.postprocess(output, metas, tuple(images.shape[-2:]), score_thr)
+        results = self.postprocess_outputs(self.run(images), metas, tuple(images.shape[-2:]), score_thr)
         return [dict(boxes=b, scores=s, labels=lab) for b, s, lab in results]
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]],
@@ -114,8 +183,7 @@ class ExportedPredictor:
         for part in chunks(len(loaded), self.batch_size):
             batch, metas = preprocess_batch([img for img, _ in loaded[part]], self.input_size, self.keep_ratio,
                                             self.mean, self.std)
-            output = self.forward(batch)
-            for (b, s, lab), meta, (_, path) in zip(self.postprocess(output, metas, batch.shape[-2:], score_thr),
-                                                    metas, loaded[part]):
+            found = self.postprocess_outputs(self.run(batch), metas, batch.shape[-2:], score_thr)
+            for (b, s, lab), meta, (_, path) in zip(found, metas, loaded[part]):
                 results.append(make_detections(b, s, lab, self.class_names, meta["orig_hw"], path))
         return results[0] if single else results

@@ -15,6 +15,10 @@ from typing import Any, Dict, List, Mapping, Tuple
 SUPPORTED_FORMAT_VERSIONS = ("1",)
 REQUIRED_KEYS = ("class_names", "input_size", "strides", "reg_max", "mean", "std", "keep_ratio")
 PARAM_TYPES = {"score_thr": float, "nms_iou": float, "nms_pre": int, "max_detections": int}
+# What the graph ends with (`nanodet_ghost.export.heads`) -> its outputs, in graph order. A model
+# exported before the key existed has no `head` entry: it is `raw`.
+HEADS = ("raw", "boxes", "nms")
+HEAD_OUTPUTS = {"raw": ("output",), "boxes": ("boxes", "scores"), "nms": ("detections", "num_detections")}
 
 
 class ModelFileError(ValueError):
@@ -35,7 +39,9 @@ class ModelMetadata:
         mean, std: per-channel BGR normalisation.
         keep_ratio: letterbox (True) or stretch (False).
         center_offset: a cell's point is `((x + offset) * s, (y + offset) * s)`.
-        postprocess: the exporter's postprocess defaults (score_thr, nms_iou, nms_pre, max_detections).
+        postprocess: the exporter's postprocess defaults (score_thr, nms_iou, nms_pre, max_detections);
+            with the `nms` head, the settings fixed in the graph.
+        head: what the graph ends with, one of `HEADS` (outputs: `HEAD_OUTPUTS[head]`).
         values: every key decoded (json where it parses, else the string).
         raw: the key/value strings as stored.
     """
@@ -49,6 +55,7 @@ class ModelMetadata:
     std: Tuple[float, float, float]
     keep_ratio: bool
     center_offset: float
+    head: str = "raw"
     postprocess: Dict[str, Any] = field(default_factory=dict)
     values: Dict[str, Any] = field(default_factory=dict)
     raw: Dict[str, str] = field(default_factory=dict)
@@ -95,12 +102,17 @@ def parse_metadata(props: Mapping[str, str], path: str, hint: str = "tools/expor
             std=tuple(float(v) for v in values["std"]),  # type: ignore[arg-type]
             keep_ratio=bool(values["keep_ratio"]),
             center_offset=float(values.get("center_offset", 0.5)),
+            head=str(raw.get("head", "raw")),
             postprocess={k: PARAM_TYPES[k](values[k]) for k in PARAM_TYPES if k in values},
             values=values,
             raw=raw,
         )
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: malformed metadata ({exc})") from None
+    if meta.head not in HEADS:
+        raise ModelFileError(f"{path}: metadata head {meta.head!r} is not one of {list(HEADS)}")
+    if meta.head == "nms" and any(k not in meta.postprocess for k in PARAM_TYPES):
+        raise ModelFileError(f"{path}: an nms-head model must record {list(PARAM_TYPES)}, the settings in its graph")
     if len(meta.mean) != 3 or len(meta.std) != 3:
         raise ModelFileError(f"{path}: metadata mean/std must have 3 values (BGR), got {list(meta.mean)} / "
                              f"{list(meta.std)}")

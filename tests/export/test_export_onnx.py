@@ -16,7 +16,7 @@ import torch
 
 from inference_helpers import CONFIG, save_lightning_checkpoint
 from nanodet_ghost.cli import EXIT_CHECKPOINT
-from nanodet_ghost.export.onnx import ExportWrapper, export_onnx
+from nanodet_ghost.export.onnx import RawHead, export_onnx
 from nanodet_ghost.paths import REPO_ROOT
 
 
@@ -54,7 +54,7 @@ def test_export_tool_end_to_end(export_cfg, export_model, tmp_path: Path) -> Non
 
     x = torch.randn(2, 3, 192, 256, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        expected = ExportWrapper(export_model).eval()(x).numpy()
+        expected = RawHead(export_model).eval()(x).numpy()
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": x.numpy()})[0]  # dynamic batch: B = 2
     n = 24 * 32 + 12 * 16 + 6 * 8

@@ -18,7 +18,7 @@ import pytest
 
 from inference_helpers import assert_same_detections, read_images
 from nanodet_ghost.export.formats import export_model as export_format
-from nanodet_ghost.export.parity import raw_output_difference
+from nanodet_ghost.export.parity import output_difference
 from nanodet_ghost.inference.common import preprocess_batch
 from nanodet_ghost.inference.exported_predictor import ExportedPredictor
 from nanodet_ghost.inference.predictor import Predictor
@@ -77,7 +77,7 @@ def member(request, photo_paths, tmp_path_factory):
 def test_fp32_raw_output_matches_pytorch(fmt, member, parity_images) -> None:
     cfg, model, exports = member
     batch, _ = preprocess_batch(parity_images, SIZE, True, cfg.data.mean, cfg.data.std)
-    diff, scale = raw_output_difference(model, exports[fmt], batch, num_threads=2)
+    diff, scale = output_difference(model, exports[fmt], batch, num_threads=2)
     assert scale > 1.0, "the outputs should not be trivially small"
     assert diff < 1e-4, f"{fmt}: max abs difference {diff:.3g} (outputs up to {scale:.3g})"
 

@@ -28,7 +28,7 @@ def exports(cfg320, model320, onnx320, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("backends")
     xml = export_openvino(onnx320, folder / "model.xml")
-    param = export_ncnn(model320, build_metadata(cfg320, (320, 320)), folder / "model.ncnn.param", (320, 320))
+    param = export_ncnn(model320, cfg320, build_metadata(cfg320, (320, 320)), folder / "model.ncnn.param", (320, 320))
     return {"onnx": Path(onnx320), "openvino": Path(xml), "ncnn": Path(param)}
 
 
@@ -55,7 +55,7 @@ def test_unknown_suffix_names_the_file_and_the_formats(tmp_path: Path) -> None:
     path = tmp_path / "model.tflite"
     path.write_bytes(b"")
     with pytest.raises(ModelFileError, match=r"model\.tflite: unknown model format '\.tflite' \(expected \.onnx, "
-                                             r"\.xml, \.param or a \.ckpt checkpoint\)"):
+                                             r"\.xml, \.param, \.mnn or a \.ckpt checkpoint\)"):
         load_backend(path)
 
 

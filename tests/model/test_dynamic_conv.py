@@ -112,12 +112,12 @@ def test_onnx_runtime_and_openvino_parity(dynamic_detector, tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     import onnxruntime as ort
 
-    from nanodet_ghost.export.onnx import ExportWrapper, export_onnx
+    from nanodet_ghost.export.onnx import RawHead, export_onnx
 
     cfg, model = dynamic_detector
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
-        expected = ExportWrapper(model).eval()(x).numpy()
+        expected = RawHead(model).eval()(x).numpy()
     path = export_onnx(model, cfg, tmp_path / "dynamic.onnx", input_size=(64, 64), verify=False)
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": x.numpy()})[0]
@@ -136,12 +136,12 @@ def test_dynamic_batch_export(dynamic_detector, tmp_path) -> None:
     """The export's batch dimension stays symbolic: the mixed kernels are not baked in as groups."""
     import onnxruntime as ort
 
-    from nanodet_ghost.export.onnx import ExportWrapper, export_onnx
+    from nanodet_ghost.export.onnx import RawHead, export_onnx
 
     cfg, model = dynamic_detector
     path = export_onnx(model, cfg, tmp_path / "batch.onnx", input_size=(64, 64), dynamic_batch=True, verify=False)
     x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
-        expected = ExportWrapper(model).eval()(x).numpy()
+        expected = RawHead(model).eval()(x).numpy()
     got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-4

@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nanodet_ghost.export.onnx import ExportWrapper, export_onnx
+from nanodet_ghost.export.onnx import RawHead, export_onnx
 from nanodet_ghost.inference.postprocess_np import decode_np
 from nanodet_ghost.model.backbone.ghostnet import GhostNet
 from nanodet_ghost.model.detector import Detector
@@ -77,7 +77,7 @@ def test_export_and_onnxruntime_parity(plus_detector: Detector, tmp_path: Path) 
     x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         raw = plus_detector(x)
-        expected = ExportWrapper(plus_detector).eval()(x).numpy()
+        expected = RawHead(plus_detector).eval()(x).numpy()
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     n = sum(h * w for h, w in featmap_sizes((height, width), STRIDES))

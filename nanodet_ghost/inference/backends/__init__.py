@@ -5,8 +5,10 @@ A backend loads one model file and exposes
 - `metadata: ModelMetadata` (`nanodet_ghost.inference.metadata`), read from the file itself (ONNX
   `metadata_props`, OpenVINO `rt_info`) or from the json sidecar of an ncnn `.param`;
 - `input_hw: (H, W)`, `fixed_batch: int | None` (None: any batch size);
-- `forward(batch: float32 [B, 3, H, W]) -> float32 [B, N, C + 4 * (reg_max + 1)]` (class scores
-  after sigmoid, then the distribution logits).
+- `run(batch: float32 [B, 3, H, W]) -> {name: array}`: the outputs of the model's head
+  (`HEAD_OUTPUTS[metadata.head]`; for `raw`, `output: float32 [B, N, C + 4 * (reg_max + 1)]`, class
+  scores after sigmoid, then the distribution logits);
+- `forward(batch)`: the first output alone.
 
 `ExportedPredictor` wraps any of them with the shared numpy + OpenCV pre- and post-processing.
 Nothing here imports torch, and a runtime is imported only when a model of its kind is loaded: a
@@ -15,19 +17,21 @@ missing one raises `MissingRuntimeError`, whose one-line message names the extra
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Protocol, Tuple, Union
 
 import numpy as np
 
-from nanodet_ghost.inference.metadata import ModelFileError, ModelMetadata
+from nanodet_ghost.inference.metadata import HEAD_OUTPUTS, ModelFileError, ModelMetadata
 
 # File suffix -> (module, class, runtime name) of the backend that loads it.
 BACKENDS: Dict[str, Tuple[str, str, str]] = {
     ".onnx": ("nanodet_ghost.inference.backends.onnxruntime", "OnnxRuntimeBackend", "ONNX Runtime"),
     ".xml": ("nanodet_ghost.inference.backends.openvino", "OpenVinoBackend", "OpenVINO"),
     ".param": ("nanodet_ghost.inference.backends.ncnn", "NcnnBackend", "ncnn"),
+    ".mnn": ("nanodet_ghost.inference.backends.mnn", "MnnBackend", "MNN"),
 }
 MODEL_SUFFIXES = tuple(BACKENDS)
 
@@ -42,8 +46,11 @@ class Backend(Protocol):
     input_hw: Tuple[int, int]
     fixed_batch: Optional[int]
 
+    def run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        """float32 [B, 3, H, W] → the head's outputs by name."""
+
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """float32 [B, 3, H, W] → float32 [B, N, C + 4 * (reg_max + 1)]."""
+        """float32 [B, 3, H, W] → the first output (`raw`: [B, N, C + 4 * (reg_max + 1)])."""
 
 
 def import_runtime(module: str, runtime: str, extra: str, path: str) -> Any:
@@ -63,10 +70,45 @@ def require_file(path: Union[str, "os.PathLike[str]"], what: str) -> str:
     return path
 
 
+def check_batch(path: str, batch: np.ndarray, fixed_batch: Optional[int]) -> None:
+    """A `ModelFileError` when a model exported with a static batch is given another batch size."""
+    if fixed_batch is not None and batch.shape[0] != fixed_batch:
+        raise ModelFileError(f"{path}: the model takes a batch of exactly {fixed_batch} (static), got "
+                             f"{batch.shape[0]}; run images in batches of {fixed_batch} (ExportedPredictor does) "
+                             "or export with --dynamic-batch (raw and boxes heads)")
+
+
+def check_outputs(path: str, names: Any, metadata: ModelMetadata) -> None:
+    """A `ModelFileError` when the model's output names are not those of its metadata's head."""
+    expected = HEAD_OUTPUTS[metadata.head]
+    if tuple(names) != expected:
+        raise ModelFileError(f"{path}: outputs {list(names)}, but its metadata says head {metadata.head!r} with "
+                             f"outputs {list(expected)}")
+
+
 def check_output_channels(path: str, channels: Any, metadata: ModelMetadata) -> None:
-    """A `ModelFileError` when a static output width disagrees with C + 4 * (reg_max + 1)."""
+    """A `ModelFileError` when the static width of a raw output disagrees with C + 4 * (reg_max + 1)."""
+    if metadata.head != "raw":
+        return
     if isinstance(channels, int) and channels > 0 and channels != metadata.output_channels:
         raise ModelFileError(f"{path}: output has {channels} channels, metadata implies {metadata.output_channels}")
+
+
+def read_json_sidecar(model_path: str, sidecar: Path, section: str) -> Dict[str, Any]:
+    """The json sidecar of a model whose format has no room for metadata (ncnn, MNN): an object with
+    `metadata` (the export's key/value strings) and `section` (the runtime's blob names).
+    `ModelFileError` naming the file when it is missing or malformed."""
+    if not sidecar.is_file():
+        raise ModelFileError(f"{model_path}: its metadata sidecar {sidecar} is missing (export with tools/export.py "
+                             f"--format {section}, which writes the model and its .json together)")
+    try:
+        content = json.loads(sidecar.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{sidecar}: invalid json ({exc})") from None
+    if not isinstance(content, dict) or not isinstance(content.get("metadata"), dict) \
+            or not isinstance(content.get(section), dict):
+        raise ModelFileError(f"{sidecar}: expected an object with 'metadata' and '{section}' sections")
+    return content
 
 
 def backend_kind(path: Union[str, "os.PathLike[str]"]) -> str:

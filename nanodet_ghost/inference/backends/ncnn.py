@@ -7,14 +7,14 @@ switched off so that the outputs match PyTorch in fp32.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from nanodet_ghost.inference.backends import import_runtime, require_file
+from nanodet_ghost.inference.backends import check_outputs, import_runtime, read_json_sidecar, require_file
+from nanodet_ghost.inference.metadata import HEAD_OUTPUTS
 from nanodet_ghost.inference.metadata import ModelFileError, ModelMetadata, parse_metadata
 
 REDUCED_PRECISION_OPTIONS = ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage")
@@ -32,18 +32,7 @@ def weights_path(param_path: Union[str, "os.PathLike[str]"]) -> Path:
 
 def read_sidecar(param_path: str) -> Dict[str, Any]:
     """The parsed sidecar of `param_path`; `ModelFileError` naming the file when it is missing or bad."""
-    path = sidecar_path(param_path)
-    if not path.is_file():
-        raise ModelFileError(f"{param_path}: its metadata sidecar {path} is missing (export with tools/export.py "
-                             "--format ncnn, which writes .param, .bin and .json together)")
-    try:
-        sidecar = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path}: invalid json ({exc})") from None
-    if not isinstance(sidecar, dict) or not isinstance(sidecar.get("metadata"), dict) \
-            or not isinstance(sidecar.get("ncnn"), dict):
-        raise ModelFileError(f"{path}: expected an object with 'metadata' and 'ncnn' sections")
-    return sidecar
+    return read_json_sidecar(param_path, sidecar_path(param_path), "ncnn")
 
 
 class NcnnBackend:
@@ -61,7 +50,12 @@ class NcnnBackend:
         self.metadata: ModelMetadata = parse_metadata({str(k): str(v) for k, v in sidecar["metadata"].items()},
                                                       self.path)
         blobs = sidecar["ncnn"]
-        self.input_name, self.output_name = str(blobs.get("input", "in0")), str(blobs.get("output", "out0"))
+        self.input_name = str(blobs.get("input", "in0"))
+        # Sidecars written before the heads name one blob, "output".
+        self.blob_names = [str(b) for b in blobs.get("outputs", [blobs.get("output", "out0")])]
+        self.output_names = HEAD_OUTPUTS[self.metadata.head]
+        if len(self.blob_names) != len(self.output_names):
+            check_outputs(self.path, self.blob_names, self.metadata)
         shape = blobs.get("input_shape") or [1, 3, self.metadata.input_size[1], self.metadata.input_size[0]]
         self.fixed_batch = None  # any batch: one extractor per image
         self.input_hw: Tuple[int, int] = (int(shape[2]), int(shape[3]))
@@ -74,23 +68,31 @@ class NcnnBackend:
             setattr(self.net.opt, option, False)
         if self.net.load_param(self.path) != 0 or self.net.load_model(bin_path) != 0:
             raise ModelFileError(f"{self.path}: ncnn cannot load it (or its weights {bin_path})")
-        if self.input_name not in self.net.input_names() or self.output_name not in self.net.output_names():
-            raise ModelFileError(f"{self.path}: blobs {self.input_name!r} / {self.output_name!r} of the sidecar are "
+        if self.input_name not in self.net.input_names() or not set(self.blob_names) <= set(self.net.output_names()):
+            raise ModelFileError(f"{self.path}: blobs {self.input_name!r} / {self.blob_names} of the sidecar are "
                                  f"not the model's inputs {self.net.input_names()} / outputs "
                                  f"{self.net.output_names()}")
 
-    def _forward_one(self, chw: np.ndarray) -> np.ndarray:
+    def _forward_one(self, chw: np.ndarray) -> List[np.ndarray]:
+        outputs = []
         with self.net.create_extractor() as extractor:
             extractor.input(self.input_name, self._ncnn.Mat(np.ascontiguousarray(chw)))
-            status, out = extractor.extract(self.output_name)
-        if status != 0:
-            raise RuntimeError(f"{self.path}: ncnn extract of {self.output_name!r} failed (code {status})")
-        return np.array(out, copy=True)  # [N, C + 4(R+1)]
+            for blob in self.blob_names:
+                status, out = extractor.extract(blob)
+                if status != 0:
+                    raise RuntimeError(f"{self.path}: ncnn extract of {blob!r} failed (code {status})")
+                outputs.append(np.array(out, copy=True))  # the image's output, no batch axis
+        return outputs
 
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        """float32 [B, 3, H, W] → [B, N, C + 4(R+1)]."""
-        out = np.stack([self._forward_one(chw) for chw in batch])
-        if out.shape[-1] != self.metadata.output_channels:
-            raise ModelFileError(f"{self.path}: output has {out.shape[-1]} channels, metadata implies "
+    def run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        """float32 [B, 3, H, W] → the head's outputs by name (image by image)."""
+        per_image = [self._forward_one(chw) for chw in batch]
+        out = {name: np.stack([outputs[i] for outputs in per_image]) for i, name in enumerate(self.output_names)}
+        if self.metadata.head == "raw" and out["output"].shape[-1] != self.metadata.output_channels:
+            raise ModelFileError(f"{self.path}: output has {out['output'].shape[-1]} channels, metadata implies "
                                  f"{self.metadata.output_channels}")
         return out
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """float32 [B, 3, H, W] → the first output (`raw`: [B, N, C + 4(R+1)])."""
+        return self.run(batch)[self.output_names[0]]

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from nanodet_ghost.inference.backends import check_output_channels, import_runtime, require_file
+from nanodet_ghost.inference.backends import (check_batch, check_output_channels, check_outputs, import_runtime,
+                                              require_file)
 from nanodet_ghost.inference.metadata import ModelFileError, ModelMetadata, parse_metadata
 
 
@@ -49,12 +50,19 @@ class OnnxRuntimeBackend:
         props = dict(self.session.get_modelmeta().custom_metadata_map)
         self.metadata: ModelMetadata = parse_metadata(props, self.path)
         model_input, model_output = self.session.get_inputs()[0], self.session.get_outputs()[0]
-        self.input_name, self.output_name = model_input.name, model_output.name
+        self.input_name = model_input.name
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+        check_outputs(self.path, self.output_names, self.metadata)
         self.fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
         dims = [d if isinstance(d, int) else None for d in model_input.shape[2:]]
         self.input_hw: Tuple[Optional[int], Optional[int]] = (dims[0], dims[1])
         check_output_channels(self.path, model_output.shape[-1], self.metadata)
 
+    def run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        """float32 [B, 3, H, W] → the head's outputs by name."""
+        check_batch(self.path, batch, self.fixed_batch)
+        return dict(zip(self.output_names, self.session.run(None, {self.input_name: batch})))
+
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """float32 [B, 3, H, W] → [B, N, C + 4(R+1)]."""
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
+        """float32 [B, 3, H, W] → the first output (`raw`: [B, N, C + 4(R+1)])."""
+        return self.run(batch)[self.output_names[0]]

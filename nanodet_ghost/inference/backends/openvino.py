@@ -11,7 +11,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from nanodet_ghost.inference.backends import check_output_channels, import_runtime, require_file
+from nanodet_ghost.inference.backends import (check_batch, check_output_channels, check_outputs, import_runtime,
+                                              require_file)
 from nanodet_ghost.inference.metadata import ModelFileError, ModelMetadata, parse_metadata
 
 RT_INFO_SECTION = "nanodet_ghost"
@@ -65,12 +66,20 @@ class OpenVinoBackend:
         static = [d.get_length() if d.is_static else None for d in shape]
         self.fixed_batch = static[0]
         self.input_hw: Tuple[Optional[int], Optional[int]] = (static[2], static[3])
+        self.output_names = tuple(output.get_any_name() for output in model.outputs)
+        check_outputs(self.path, self.output_names, self.metadata)
         out_shape = model.outputs[0].get_partial_shape()
         check_output_channels(self.path, out_shape[-1].get_length() if out_shape[-1].is_static else None,
                               self.metadata)
         self.compiled = core.compile_model(model, "CPU", compile_config(num_threads, profile))
         self.request = self.compiled.create_infer_request()
 
+    def run(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
+        """float32 [B, 3, H, W] → the head's outputs by name (copies: the request reuses its buffers)."""
+        check_batch(self.path, batch, self.fixed_batch)
+        results = self.request.infer({0: batch})
+        return {name: np.array(results[i], copy=True) for i, name in enumerate(self.output_names)}
+
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """float32 [B, 3, H, W] → [B, N, C + 4(R+1)] (a copy: the request reuses its buffers)."""
-        return np.array(self.request.infer({0: batch})[0], copy=True)
+        """float32 [B, 3, H, W] → the first output (`raw`: [B, N, C + 4(R+1)])."""
+        return self.run(batch)[self.output_names[0]]
