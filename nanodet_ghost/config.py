@@ -233,7 +233,8 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictC
     Raises:
         FileNotFoundError: the file does not exist.
         ConfigError: unknown key, wrong type or missing required value, a model section that
-            cannot be built (`check_model_config`) or an unknown `evaluation.backend`; the message
+            cannot be built (`check_model_config`), an unknown `evaluation.backend` or a
+            `data.max_missing_fraction` outside [0, 1]; the message
             names the key and the file (or the override).
     """
     path = os.fspath(path)
@@ -263,11 +264,13 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictC
     # Imported here, not at the top: the model pulls in torch, which a config alone does not need.
     from nanodet_ghost.model.build import check_model_config
 
+    from nanodet_ghost.data.image_io import check_max_missing_fraction
     from nanodet_ghost.evaluation.backends import check_backend_name
 
     try:
         check_model_config(cfg.model)
         check_backend_name(cfg.evaluation.backend)
+        check_max_missing_fraction(cfg.data.max_missing_fraction)
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     OmegaConf.set_readonly(cfg, True)

@@ -11,9 +11,11 @@
   most `max_missing_fraction` of the image (`data.max_missing_fraction`, default 0.01); beyond
   that it raises `ImageReadError`. The missing part is measured by decoding the file twice, once
   with the data as it is and once followed by random entropy-coded bytes: every pixel that
-  depends on a byte past the end differs between the two. Decoding is sequential in block raster
-  order (within the scan the data stops in, for a progressive file), so the missing part is
-  everything from the first differing 16x16 block (an MCU) on, in raster order.
+  depends on a byte past the end differs between the two. A scan is decoded in block raster
+  order, so the missing part is everything from the first differing 16x16 block (an MCU) on. When
+  the data stops before the last scan the picture needed (a progressive file cut before its final
+  refinement, or a sequential one before its last component), every block lacks something: the
+  whole picture counts as missing (`jpeg_structure.last_scan_completes`).
 - Nothing here logs per file; the dataset sources count what `inspect_image` reports and log one
   summary line per dataset.
 """
@@ -30,6 +32,14 @@ from typing import BinaryIO, Dict, Iterator, Optional, Tuple
 import cv2
 import numpy as np
 
+from nanodet_ghost.data.jpeg_structure import (
+    JPEG_EOI,
+    JPEG_SOS,
+    jpeg_header,
+    lacks_eoi,
+    last_scan_completes,
+)
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 EXTENSION_FORMAT = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "png", ".bmp": "bmp",
@@ -37,8 +47,6 @@ EXTENSION_FORMAT = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "pn
 # The IEND chunk is fixed: zero length, type, constant CRC.
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_EOI = b"\xff\xd9"
-_JPEG_SOS = b"\xff\xda"
 # Entropy-coded bits the decoder would consume if the scan were incomplete; 0xAA starts with a 1
 # bit where libjpeg's fill for missing data has a 0, so any byte still needed changes the decode.
 _JPEG_PROBE_FILL = b"\xaa" * 4
@@ -46,7 +54,6 @@ _MCU = 16  # the largest JPEG MCU side (4:2:0): the unit in which the missing pa
 _EDGE = 2  # pixels at a block's edges that upsampling can change from a neighbouring block
 DEFAULT_MAX_MISSING_FRACTION = 0.01
 _TAIL_BYTES = 4096
-_EXIF_ORIENTATION_TAG = 0x0112
 # path -> ((size, mtime_ns), missing fraction, or None when it does not decode): JPEGs without an
 # end marker already measured, so that each is decoded thrice at most once per process (DataLoader
 # workers inherit it by fork).
@@ -56,12 +63,17 @@ _max_missing: contextvars.ContextVar[float] = contextvars.ContextVar(
     "max_missing_fraction", default=DEFAULT_MAX_MISSING_FRACTION)
 
 
+def check_max_missing_fraction(limit: float) -> float:
+    """`limit` as a float when it is a fraction in [0, 1]; else a ValueError naming the key."""
+    if not 0.0 <= float(limit) <= 1.0:
+        raise ValueError(f"data.max_missing_fraction must be in [0, 1], got {limit}")
+    return float(limit)
+
+
 @contextlib.contextmanager
 def max_missing_fraction(limit: float) -> Iterator[None]:
     """Within the block, `current_max_missing_fraction()` is `limit` (a fraction in [0, 1])."""
-    if not 0.0 <= float(limit) <= 1.0:
-        raise ValueError(f"data.max_missing_fraction must be in [0, 1], got {limit}")
-    token = _max_missing.set(float(limit))
+    token = _max_missing.set(check_max_missing_fraction(limit))
     try:
         yield
     finally:
@@ -132,62 +144,6 @@ def _extension_format(path: str) -> Optional[str]:
     return EXTENSION_FORMAT.get(os.path.splitext(path)[1].lower())
 
 
-# ------------------------------------------------------------------------ JPEG headers
-def _exif_orientation(payload: bytes) -> int:
-    """EXIF orientation (1..8) from an APP1 payload, 1 when absent or malformed."""
-    if payload[:6] != b"Exif\x00\x00" or len(payload) < 14:
-        return 1
-    tiff = payload[6:]
-    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
-    if order is None:
-        return 1
-    try:
-        (ifd_offset,) = struct.unpack(order + "I", tiff[4:8])
-        (count,) = struct.unpack(order + "H", tiff[ifd_offset:ifd_offset + 2])
-        for k in range(count):
-            start = ifd_offset + 2 + 12 * k
-            tag, kind = struct.unpack(order + "HH", tiff[start:start + 4])
-            if tag == _EXIF_ORIENTATION_TAG and kind == 3:  # SHORT, stored in the value field
-                (value,) = struct.unpack(order + "H", tiff[start + 8:start + 10])
-                return value if 1 <= value <= 8 else 1
-    except struct.error:  # IFD cut short
-        return 1
-    return 1
-
-
-def _jpeg_header(f: BinaryIO) -> Tuple[Optional[Tuple[int, int]], int]:
-    """((height, width) stored, or None; EXIF orientation) from the segments before the first
-    frame header; `f` is positioned after SOI."""
-    orientation = 1
-    while True:
-        byte = f.read(1)
-        while byte and byte != b"\xff":  # tolerate junk between segments
-            byte = f.read(1)
-        while byte == b"\xff":  # fill bytes
-            byte = f.read(1)
-        if not byte:
-            return None, orientation
-        marker = byte[0]
-        if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # markers without a length field
-            continue
-        length_bytes = f.read(2)
-        if len(length_bytes) < 2:
-            return None, orientation
-        (length,) = struct.unpack(">H", length_bytes)
-        if marker == 0xE1 and orientation == 1:
-            orientation = _exif_orientation(f.read(max(length - 2, 0)))
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            sof = f.read(5)
-            if len(sof) < 5:
-                return None, orientation
-            height, width = struct.unpack(">HH", sof[1:5])
-            return (height, width), orientation
-        if marker == 0xDA:  # a scan before any frame header: give up
-            return None, orientation
-        f.seek(length - 2, os.SEEK_CUR)
-
-
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     """Turn a decoded image [H, W, C] as EXIF `orientation` (1..8) says, like cv2.imread does."""
     if orientation in (5, 6, 7, 8):
@@ -198,55 +154,6 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
 
 def _oriented(size: Tuple[int, int], orientation: int) -> Tuple[int, int]:
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
-
-
-# ------------------------------------------------------------------------ completeness
-def _lacks_eoi(data: bytes) -> bool:
-    """The main image of a JPEG has no end-of-image marker: the data ends first."""
-    if data.rfind(_JPEG_EOI) > data.rfind(_JPEG_SOS):
-        return False  # the common case, decided without walking the file
-    return _jpeg_end(data) < 0
-
-
-def _jpeg_end(data: bytes) -> int:
-    """Offset just past the main image's end-of-image marker, or -1 when the data ends first.
-
-    Walks the segments, so the markers inside an EXIF thumbnail or trailing data (e.g. a video
-    appended after the photo) are not mistaken for the image's own.
-    """
-    pos, n = 2, len(data)
-    while pos + 1 < n:
-        if data[pos] != 0xFF:  # junk between segments
-            pos = data.find(b"\xff", pos)
-            if pos < 0:
-                return -1
-            continue
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        pos += 2
-        if marker == 0xD9:
-            return pos
-        if marker in (0x00, 0x01) or 0xD0 <= marker <= 0xD8:  # no length field
-            continue
-        if pos + 2 > n:
-            return -1
-        pos += int.from_bytes(data[pos:pos + 2], "big")
-        if marker != 0xDA:
-            continue
-        while True:  # entropy-coded data runs to the next marker other than FF00 / RSTn
-            pos = data.find(b"\xff", pos)
-            if pos < 0 or pos + 1 >= n:
-                return -1
-            follower = data[pos + 1]
-            if follower == 0x00 or 0xD0 <= follower <= 0xD7:
-                pos += 2
-            elif follower == 0xFF:
-                pos += 1
-            else:
-                break
-    return -1
 
 
 def _decode(data: bytes) -> Optional[np.ndarray]:
@@ -269,7 +176,7 @@ def _missing_fraction(data: bytes, decoded: np.ndarray) -> Optional[float]:
     fill = rng.integers(0, 0xFF, max(len(data), 4096), dtype=np.uint8).tobytes()  # no 0xFF: no marker
     if data.endswith(b"\xff"):
         fill = b"\x00" + fill  # a cut right after 0xFF: make it a stuffed byte, not a marker
-    probe = _decode(data + fill + _JPEG_EOI)
+    probe = _decode(data + fill + JPEG_EOI)
     if probe is None or probe.shape != decoded.shape:
         return None
     return raster_fraction(probe != decoded)
@@ -309,19 +216,25 @@ def _decode_missing_eoi(data: bytes, path: str, limit: float
     fraction = known[1] if known is not None and known[0] == key else -1.0
     decoded = None
     if fraction is not None and fraction <= limit:  # else known not to be usable: no decode
-        decoded = _decode(data + _JPEG_EOI)
+        decoded = _decode(data + JPEG_EOI)
         if decoded is None:
             fraction = None
         elif fraction < 0.0:  # not measured yet
-            probe = _decode(data + _JPEG_PROBE_FILL + _JPEG_EOI)
+            probe = _decode(data + _JPEG_PROBE_FILL + JPEG_EOI)
             whole = probe is not None and probe.shape == decoded.shape and np.array_equal(probe, decoded)
-            fraction = 0.0 if whole else _missing_fraction(data, decoded)
+            if whole:
+                fraction = 0.0
+            elif not last_scan_completes(data):  # scans still to come would refine every block
+                fraction = 1.0
+            else:
+                fraction = _missing_fraction(data, decoded)
         _missing_eoi_verdicts[path] = (key, fraction)
     if fraction is None:
         return None, "truncated JPEG (no end-of-image marker, and the data does not decode)", None
     if fraction > limit:
         return None, (f"truncated JPEG (the image data stops inside a scan: {fraction:.2%} of the "
-                      f"image is missing, more than data.max_missing_fraction={limit:g})"), fraction
+                      f"picture is not fully decoded, more than data.max_missing_fraction={limit:g})"
+                      ), fraction
     return decoded, None, fraction
 
 
@@ -373,7 +286,7 @@ def read_image(path: str, max_missing_fraction: Optional[float] = None) -> np.nd
         raise ImageReadError(path, "empty file")
     fmt = sniff_format(data[:16])
     img: Optional[np.ndarray] = None
-    if fmt == "jpeg" and _lacks_eoi(data):
+    if fmt == "jpeg" and lacks_eoi(data):
         img, problem, _ = _decode_missing_eoi(data, path, limit)
     else:
         problem = _png_problem(data) if fmt == "png" else None
@@ -388,7 +301,7 @@ def read_image(path: str, max_missing_fraction: Optional[float] = None) -> np.nd
     if fmt == "jpeg":
         stream = io.BytesIO(data)
         stream.seek(2)
-        img = apply_orientation(img, _jpeg_header(stream)[1])
+        img = apply_orientation(img, jpeg_header(stream)[1])
     return img
 
 
@@ -402,7 +315,7 @@ def _read_header(f: BinaryIO) -> Tuple[Optional[str], Optional[Tuple[int, int]],
         return fmt, (height, width), 1
     if fmt == "jpeg":
         f.seek(2)
-        size, orientation = _jpeg_header(f)
+        size, orientation = jpeg_header(f)
         return fmt, (_oriented(size, orientation) if size else None), orientation
     return fmt, None, 1
 
@@ -422,11 +335,11 @@ def _tail_problem(f: BinaryIO, path: str, fmt: Optional[str], limit: float
     tail = f.read()
     if fmt == "png":
         return False, _png_problem(tail), None
-    if fmt != "jpeg" or tail.rfind(_JPEG_EOI) > max(tail.rfind(_JPEG_SOS), -1):
+    if fmt != "jpeg" or tail.rfind(JPEG_EOI) > max(tail.rfind(JPEG_SOS), -1):
         return False, None, None
     f.seek(0)
     data = f.read()  # rare: no end marker near the end, so the whole file is judged
-    if not _lacks_eoi(data):
+    if not lacks_eoi(data):
         return False, None, None
     img, problem, fraction = _decode_missing_eoi(data, path, limit)
     return img is not None, problem, fraction

@@ -16,6 +16,7 @@ from nanodet_ghost.data.image_io import (
     raster_fraction,
     read_image,
 )
+from nanodet_ghost.data.jpeg_structure import jpeg_segments, last_scan_completes
 from nanodet_ghost.data.voc import VocSource
 
 H, W = 240, 320
@@ -56,46 +57,57 @@ def test_raster_fraction_counts_from_the_first_block() -> None:
     assert raster_fraction(diff[..., None]) == 1.0
 
 
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
 @pytest.mark.parametrize("cut", [0.001, 0.004, 0.02, 0.1, 0.5])
-def test_baseline_cut_measured_as_decoded(tmp_path: Path, cut: float) -> None:
-    data = _jpeg(progressive=False)
+def test_cut_measured_as_the_whole_file_shows(tmp_path: Path, progressive: bool, cut: float) -> None:
+    data = _jpeg(progressive)
     keep = int(len(data) * (1 - cut))
     path = tmp_path / "cut.jpg"
     path.write_bytes(data[:keep])
     info = inspect_image(str(path), max_missing_fraction=1.0)
     truth = _true_fraction(data, keep)
-    assert 0.0 < truth < 1.0
-    # a baseline scan is decoded in raster order: the measure is the true missing part, to a block
+    assert 0.0 < truth <= 1.0
+    # the measure needs no whole file: it is the part that differs from the whole file's picture
     assert abs(info.missing_fraction - truth) <= 2 * 16 * 16 / (H * W)
     assert info.missing_eoi and info.problem is None
     img = read_image(str(path), max_missing_fraction=1.0)
     np.testing.assert_array_equal(img, _decode(data[:keep] + b"\xff\xd9"))
-    first_missing_row = int(H * (1 - info.missing_fraction)) // 16 * 16 - 16
-    np.testing.assert_array_equal(img[:max(first_missing_row, 0)],
-                                  _decode(data)[:max(first_missing_row, 0)])
+    whole_rows = int(H * (1 - info.missing_fraction)) // 16 * 16 - 16  # above the missing part
+    np.testing.assert_array_equal(img[:max(whole_rows, 0)], _decode(data)[:max(whole_rows, 0)])
 
 
-@pytest.mark.parametrize("cut", [8, 40, 200])
-def test_progressive_cut_in_the_last_scan(tmp_path: Path, cut: int) -> None:
+def _scan_starts(data: bytes) -> list:
+    return [pos - 2 for marker, pos, _ in jpeg_segments(data) if marker == 0xDA]
+
+
+def _end_of_second_last_scan(data: bytes) -> int:
+    """Offset where the entropy-coded data of the scan before the last one ends (at the first
+    marker after it: a Huffman table or the last scan's header)."""
+    segments = list(jpeg_segments(data))
+    scans = [i for i, (marker, _, _) in enumerate(segments) if marker == 0xDA]
+    return segments[scans[-2] + 1][1] - 2
+
+
+def test_scans_still_to_come_count_the_whole_picture(tmp_path: Path) -> None:
     data = _jpeg(progressive=True)
-    keep = len(data) - 2 - cut
-    path = tmp_path / "cut.jpg"
+    starts = _scan_starts(data)
+    assert len(starts) > 2 and last_scan_completes(data[:-2])
+    assert len(_scan_starts(_jpeg(progressive=False))) == 1
+    # the end of the scan before the final one: little of that scan is missing, but the final
+    # refinement of every block is
+    keep = _end_of_second_last_scan(data) - 20
+    assert starts[-2] < keep
+    assert not last_scan_completes(data[:keep])
+    path = tmp_path / "early.jpg"
     path.write_bytes(data[:keep])
     info = inspect_image(str(path), max_missing_fraction=1.0)
-    # the last scan refines what earlier scans drew everywhere: the picture differs from the whole
-    # file's exactly in the part of that scan the data does not reach
-    assert 0.0 < info.missing_fraction < 0.5
-    assert info.missing_fraction == pytest.approx(_true_fraction(data, keep), abs=2 * 256 / (H * W))
-
-
-def test_progressive_cut_early_is_rejected(tmp_path: Path) -> None:
-    data = _jpeg(progressive=True)
-    path = tmp_path / "half.jpg"
-    path.write_bytes(data[:len(data) // 2])
-    info = inspect_image(str(path))
-    assert info.missing_fraction > 0.01 and "max_missing_fraction" in info.problem
-    with pytest.raises(ImageReadError, match=r"half\.jpg: truncated JPEG .* of the image is missing"):
+    assert info.missing_fraction == 1.0
+    assert _true_fraction(data, keep) == 1.0
+    with pytest.raises(ImageReadError, match=r"early\.jpg: truncated JPEG .*100\.00% of the picture"):
         read_image(str(path))
+    # cut inside the final scan: only its part beyond the cut is missing
+    path.write_bytes(data[:len(data) - 10])
+    assert 0.0 < inspect_image(str(path)).missing_fraction <= 0.01
 
 
 @pytest.mark.parametrize("progressive", [False, True])
@@ -145,3 +157,24 @@ def test_summary_line_counts_partly_decoded(tmp_path: Path, caplog: pytest.LogCa
     assert strict.fixed == {} and strict.flagged["JPEG file that will not decode"] == 2
     with pytest.raises(ImageReadError):
         strict.load_image(0)
+
+
+def test_config_key_checked_at_load_and_passed_to_the_source(tmp_path: Path) -> None:
+    from nanodet_ghost.config import ConfigError, load_config
+    from nanodet_ghost.data.loader import build_dataset
+    from nanodet_ghost.paths import REPO_ROOT
+
+    default = REPO_ROOT / "config" / "nanodet_ghost_320.yml"
+    assert load_config(default).data.max_missing_fraction == 0.01
+    with pytest.raises(ConfigError, match=r"data\.max_missing_fraction must be in \[0, 1\], got 2"):
+        load_config(default, ["data.max_missing_fraction=2"])
+    data = _jpeg(progressive=False)
+    (tmp_path / "a_tail.jpg").write_bytes(data[:len(data) - 60])
+    _voc_xml(tmp_path / "a_tail.xml", "a_tail.jpg")
+    split = f"{{format: voc, root: '{tmp_path}'}}"
+    for limit, used in ((0.01, True), (0.0, False)):
+        cfg = load_config(default, [f"data.max_missing_fraction={limit}", f"data.val={split}",
+                                    "data.class_names=[cat]", "model.head.num_classes=1"])
+        source = build_dataset(cfg.data, "val").source
+        assert source.max_missing_fraction == limit
+        assert bool(source.fixed["partly decoded JPEG"]) == used
