@@ -234,8 +234,8 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictC
         FileNotFoundError: the file does not exist.
         ConfigError: unknown key, wrong type or missing required value, a model section that
             cannot be built (`check_model_config`), an unknown `evaluation.backend` or a
-            `data.max_missing_fraction` outside [0, 1]; the message
-            names the key and the file (or the override).
+            `data.max_missing_fraction` outside [0, 1]; the message names the key and the file
+            (or the override).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -261,11 +261,11 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictC
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{path}: required key(s) missing: {', '.join(missing)}")
-    # Imported here, not at the top: the model pulls in torch, which a config alone does not need.
-    from nanodet_ghost.model.build import check_model_config
-
+    # Imported here, not at the top: the model pulls in torch, the evaluation pycocotools, which a
+    # config alone does not need.
     from nanodet_ghost.data.image_io import check_max_missing_fraction
     from nanodet_ghost.evaluation.backends import check_backend_name
+    from nanodet_ghost.model.build import check_model_config
 
     try:
         check_model_config(cfg.model)

@@ -140,7 +140,8 @@ def matched_detections(coco_eval: Any, category_ids: Sequence[int], max_dets: in
 
     The same records and order as `COCOeval.accumulate`: detections matched to a crowd region
     (dtIgnore) are left out, ignored GT boxes are not counted. A label without evaluation
-    records gives empty arrays and 0 GT boxes. Raises ValueError for an evaluation without per-image records (faster_coco_eval's).
+    records gives empty arrays and 0 GT boxes. Raises ValueError for an evaluation that kept no
+    per-image records (faster_coco_eval's).
     """
     t50, a, _ = _setting(coco_eval, max_dets=max_dets)
     params = coco_eval.params

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval_helpers import CATEGORY_IDS, CLASS_NAMES, perfect_predictions, tiny_gt
+from eval_helpers import CATEGORY_IDS, CLASS_NAMES, perfect_predictions, run_cli, tiny_gt
 from nanodet_ghost.analysis.coco_curves import ap_table, matched_detections, pr_curves
 from nanodet_ghost.config import ConfigError, load_config
 from nanodet_ghost.evaluation import CocoEvaluator, load_coco_results_file
@@ -133,3 +133,30 @@ def test_missing_package_is_one_clear_line(monkeypatch) -> None:
     message = str(err.value)
     assert "\n" not in message
     assert "faster_coco_eval is not installed" in message and "nanodet_ghost[fast-eval]" in message
+
+
+def test_cli_backend_option(coco_eval_reference_root: Path, tmp_path: Path, fast) -> None:
+    root = coco_eval_reference_root
+    stats_out = tmp_path / "stats.json"
+    proc = run_cli("--ann", str(root / "instances_val2014_100.json"), "--results",
+                   str(root / "instances_val2014_fakebbox100_results.json"), "--backend", fast,
+                   "--stats-out", str(stats_out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    expected = json.loads((root / "expected_stats_pycocotools.json").read_text())["bbox"]
+    written = json.loads(stats_out.read_text())["stats"]
+    assert max(abs(a - b) for a, b in zip(written, expected)) <= TOL
+    assert "maxDets=100 ] = 0.505" in proc.stdout
+
+
+def test_training_evaluator_takes_the_config_backend(tmp_path: Path, fast) -> None:
+    from nanodet_ghost.trainer.datamodule import DetectionDataModule
+
+    from nanodet_ghost.data.synthetic import generate_split
+
+    generate_split(tmp_path / "val", 3, seed=0)
+    split = tmp_path / "val"
+    val = f"{{format: coco, root: '{split / 'images'}', ann_file: '{split / 'annotations.json'}'}}"
+    cfg = load_config(DEFAULT_CONFIG, [f"evaluation.backend={fast}", f"data.val={val}",
+                                       "data.class_names=[]"])
+    module = DetectionDataModule(cfg.data, seed=0, eval_backend=cfg.evaluation.backend)
+    assert module.build_evaluator().backend.name == fast
