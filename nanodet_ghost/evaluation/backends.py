@@ -59,13 +59,16 @@ class FasterCocoEvalBackend:
     def __init__(self) -> None:
         from nanodet_ghost.inference.backends import import_runtime
 
-        self._fce = import_runtime("faster_coco_eval", "faster_coco_eval", "fast-eval",
-                                   "evaluation.backend=faster_coco_eval")
+        # checked here, at build time; the module itself is not kept, so the evaluator pickles
+        import_runtime("faster_coco_eval", "faster_coco_eval", "fast-eval",
+                       "evaluation.backend=faster_coco_eval")
 
     def ground_truth(self, coco_gt: COCO) -> Any:
         """A `faster_coco_eval.COCO` over a copy of `coco_gt.dataset` (its evaluation marks the
         annotations it reads)."""
-        coco = self._fce.COCO()
+        import faster_coco_eval
+
+        coco = faster_coco_eval.COCO()
         coco.dataset = copy.deepcopy(coco_gt.dataset)
         with contextlib.redirect_stdout(io.StringIO()):
             coco.createIndex()
@@ -73,10 +76,12 @@ class FasterCocoEvalBackend:
 
     def run(self, gt: Any, dets: List[Dict[str, Any]]) -> Tuple[Any, str]:
         """As `PycocotoolsBackend.run`; `gt` is what `ground_truth` returned."""
+        import faster_coco_eval
+
         with contextlib.redirect_stdout(io.StringIO()):
             coco_dt = gt.loadRes(dets)
-        coco_eval = self._fce.COCOeval_faster(gt, coco_dt, iouType="bbox",
-                                              print_function=logger.debug)
+        coco_eval = faster_coco_eval.COCOeval_faster(gt, coco_dt, iouType="bbox",
+                                                     print_function=logger.debug)
         coco_eval.evaluate()
         coco_eval.accumulate()
         lines: List[str] = []

@@ -160,3 +160,12 @@ def test_training_evaluator_takes_the_config_backend(tmp_path: Path, fast) -> No
                                        "data.class_names=[]"])
     module = DetectionDataModule(cfg.data, seed=0, eval_backend=cfg.evaluation.backend)
     assert module.build_evaluator().backend.name == fast
+
+
+def test_evaluator_pickles_for_spawned_workers(fast) -> None:
+    import pickle
+
+    evaluator = CocoEvaluator(tiny_gt(), CATEGORY_IDS, CLASS_NAMES, backend=fast)
+    first = evaluator.evaluate(perfect_predictions())
+    copy = pickle.loads(pickle.dumps(evaluator))
+    assert copy.evaluate(perfect_predictions()).stats == first.stats
