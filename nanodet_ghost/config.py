@@ -185,6 +185,9 @@ class EvaluationConfig:
     metric: str = "val/mAP"
     classwise: bool = True
     strict: bool = False  # an unreadable val/test image is an error, not dropped with its GT
+    # COCOeval implementation: "pycocotools" (the reference) or "faster_coco_eval" (the same numbers
+    # from C++; pip install 'nanodet_ghost[fast-eval]'). nanodet_ghost.evaluation.backends
+    backend: str = "pycocotools"
 
 
 @dataclass
@@ -229,9 +232,10 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictC
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ConfigError: unknown key, wrong type or missing required value, or a model section that
-            cannot be built (`check_model_config`); the message names the key and the file (or the
-            override).
+        ConfigError: unknown key, wrong type or missing required value, a model section that
+            cannot be built (`check_model_config`), an unknown `evaluation.backend` or a
+            `data.max_missing_fraction` outside [0, 1]; the message names the key and the file
+            (or the override).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -257,11 +261,16 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictC
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{path}: required key(s) missing: {', '.join(missing)}")
-    # Imported here, not at the top: the model pulls in torch, which a config alone does not need.
+    # Imported here, not at the top: the model pulls in torch, the evaluation pycocotools, which a
+    # config alone does not need.
+    from nanodet_ghost.data.image_io import check_max_missing_fraction
+    from nanodet_ghost.evaluation.backends import check_backend_name
     from nanodet_ghost.model.build import check_model_config
 
     try:
         check_model_config(cfg.model)
+        check_backend_name(cfg.evaluation.backend)
+        check_max_missing_fraction(cfg.data.max_missing_fraction)
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     OmegaConf.set_readonly(cfg, True)

@@ -29,6 +29,7 @@ if _REPO_ROOT not in sys.path:  # run as `python tools/test.py` without installi
     sys.path.insert(0, _REPO_ROOT)
 
 from nanodet_ghost.cli import EXIT_OK, config_path, run_main, tool_parser  # noqa: E402
+from nanodet_ghost.evaluation.backends import DEFAULT_BACKEND, EVAL_BACKENDS  # noqa: E402
 from nanodet_ghost.evaluation.coco import CocoEvalResult, evaluate_results_file  # noqa: E402
 from nanodet_ghost.evaluation.jsonio import save_stats  # noqa: E402
 
@@ -57,6 +58,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--strict", action="store_true",
                         help="fail on an unreadable image of the split instead of dropping it "
                         "and its ground truth (also evaluation.strict in the config)")
+    parser.add_argument("--backend", choices=sorted(EVAL_BACKENDS),
+                        help="COCOeval implementation (default pycocotools, or evaluation.backend "
+                        "of the config); faster_coco_eval needs pip install 'nanodet_ghost[fast-eval]'")
     parser.add_argument("--override", "-o", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides (checkpoint mode)")
     parser.add_argument("--plots", metavar="DIR",
@@ -85,7 +89,8 @@ def run(args: argparse.Namespace) -> CocoEvalResult:
     """Evaluate according to `args` (see `parse_args`); raises on bad input."""
     strict = not args.lenient
     if args.results is not None:
-        result = evaluate_results_file(args.ann, args.results, strict=strict)
+        result = evaluate_results_file(args.ann, args.results, strict=strict,
+                                       backend=args.backend or DEFAULT_BACKEND)
         if args.stats_out:
             logger.info("stats written to %s",
                         save_stats(result.stats, result.per_class_ap, args.stats_out))
@@ -97,7 +102,8 @@ def run(args: argparse.Namespace) -> CocoEvalResult:
     from nanodet_ghost.config import load_config
     from nanodet_ghost.evaluation.runner import evaluate_checkpoint
 
-    cfg = load_config(config_path(args.config), args.override)
+    overrides = list(args.override) + ([f"evaluation.backend={args.backend}"] if args.backend else [])
+    cfg = load_config(config_path(args.config), overrides)
     out = args.out or (str(Path(args.plots) / f"results_{args.split}.json") if args.plots else None)
     result = evaluate_checkpoint(cfg, args.checkpoint, args.split, out=out,
                                  stats_out=args.stats_out, device=args.device, strict=strict,

@@ -140,11 +140,17 @@ def matched_detections(coco_eval: Any, category_ids: Sequence[int], max_dets: in
 
     The same records and order as `COCOeval.accumulate`: detections matched to a crowd region
     (dtIgnore) are left out, ignored GT boxes are not counted. A label without evaluation
-    records gives empty arrays and 0 GT boxes.
+    records gives empty arrays and 0 GT boxes. Raises ValueError for an evaluation that kept no
+    per-image records (faster_coco_eval's).
     """
     t50, a, _ = _setting(coco_eval, max_dets=max_dets)
     params = coco_eval.params
     num_images, num_areas = len(params.imgIds), len(params.areaRng)
+    if not isinstance(coco_eval.evalImgs, list) or len(coco_eval.evalImgs) != (
+            len(params.catIds) * num_areas * num_images):
+        raise ValueError(f"{type(coco_eval).__name__} kept no per-image matches (evalImgs); the "
+                         "confidence curves need pycocotools' COCOeval (evaluation backend "
+                         "'pycocotools')")
     out = []
     for k in _class_columns(coco_eval, category_ids):
         records = [] if k < 0 else [

@@ -23,6 +23,7 @@ import numpy as np
 from nanodet_ghost.data.image_io import (
     ImageInfo,
     ImageReadError,
+    current_max_missing_fraction,
     inspect_image,
     read_image,
     read_image_size,
@@ -105,6 +106,8 @@ class DetectionSource:
         self._last_file: Dict[str, str] = {}
         self._records: List[ImageRecord] = []
         self._size_warned: Set[int] = set()
+        # a JPEG cut mid-scan with at most this fraction missing is used (data.max_missing_fraction)
+        self.max_missing_fraction = current_max_missing_fraction()
 
     # ---------------------------------------------------------------- public interface
     def __len__(self) -> int:
@@ -113,7 +116,7 @@ class DetectionSource:
     def load_image(self, index: int) -> np.ndarray:
         """uint8 [H, W, 3] BGR image; raises `ImageReadError(path, problem)`."""
         rec = self._records[index]
-        img = read_image(rec.path)
+        img = read_image(rec.path, self.max_missing_fraction)
         if img.shape[:2] != (rec.height, rec.width) and index not in self._size_warned:
             self._size_warned.add(index)
             logger.warning("%s: decoded image is %dx%d but the annotation says %dx%d; boxes may "
@@ -218,7 +221,7 @@ class DetectionSource:
         With `need_size`, formats whose header gives no size are decoded to get it.
         """
         try:
-            info = inspect_image(path)
+            info = inspect_image(path, self.max_missing_fraction)
             if need_size and info.height is None:
                 height, width = read_image_size(path)
                 info = dataclasses.replace(info, height=height, width=width)
@@ -229,7 +232,9 @@ class DetectionSource:
         if info.extension_mismatch:
             ext = os.path.splitext(file_name)[1].lower()
             self._fix(f"{str(info.format).upper()} file with a {ext} extension", file_name)
-        if info.missing_eoi:
+        if info.missing_eoi and info.missing_fraction:
+            self._fix("partly decoded JPEG", f"{file_name}: {info.missing_fraction:.2%} missing")
+        elif info.missing_eoi:
             self._fix("JPEG file without an end-of-image marker", file_name)
         if info.problem:
             self._flag(f"{str(info.format).upper()} file that will not decode", file_name)

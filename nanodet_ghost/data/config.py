@@ -56,4 +56,7 @@ class DataConfig:
     val_batch_size: int = 16
     num_workers: int = 2
     pin_memory: bool = False
+    # a JPEG whose data stops mid-scan is used (its missing part filled in by the decoder, counted
+    # as repaired) when at most this fraction of the picture is missing; beyond, it is unreadable
+    max_missing_fraction: float = 0.01
     persistent_workers: bool = False  # faster epoch starts; a resumed run then does not replay augmentations exactly

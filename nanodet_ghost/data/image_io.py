@@ -6,21 +6,39 @@
   (orientations 5-8 swap width and height).
 - A JPEG whose image data is whole but that lacks its end-of-image marker is used: it is decoded
   with the marker appended. It counts as whole when appending a few filler bytes before the marker
-  changes nothing, i.e. the decoder needs no byte past the end of the file. A file cut mid-scan
-  fails that test (libjpeg would fill its missing part with grey) and raises `ImageReadError`.
+  changes nothing, i.e. the decoder needs no byte past the end of the file.
+- A JPEG cut mid-scan is decoded as libjpeg does (the missing part filled in) when that part is at
+  most `max_missing_fraction` of the image (`data.max_missing_fraction`, default 0.01); beyond
+  that it raises `ImageReadError`. The missing part is measured by decoding the file twice, once
+  with the data as it is and once followed by random entropy-coded bytes: every pixel that
+  depends on a byte past the end differs between the two. A scan is decoded in block raster
+  order, so the missing part is everything from the first differing 16x16 block (an MCU) on. When
+  the data stops before the last scan the picture needed (a progressive file cut before its final
+  refinement, or a sequential one before its last component), every block lacks something: the
+  whole picture counts as missing (`jpeg_structure.last_scan_completes`).
 - Nothing here logs per file; the dataset sources count what `inspect_image` reports and log one
   summary line per dataset.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import os
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Dict, Optional, Tuple
+from typing import BinaryIO, Dict, Iterator, Optional, Tuple
 
 import cv2
 import numpy as np
+
+from nanodet_ghost.data.jpeg_structure import (
+    JPEG_EOI,
+    JPEG_SOS,
+    jpeg_header,
+    lacks_eoi,
+    last_scan_completes,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -29,16 +47,42 @@ EXTENSION_FORMAT = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "pn
 # The IEND chunk is fixed: zero length, type, constant CRC.
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_EOI = b"\xff\xd9"
-_JPEG_SOS = b"\xff\xda"
 # Entropy-coded bits the decoder would consume if the scan were incomplete; 0xAA starts with a 1
 # bit where libjpeg's fill for missing data has a 0, so any byte still needed changes the decode.
 _JPEG_PROBE_FILL = b"\xaa" * 4
+_MCU = 16  # the largest JPEG MCU side (4:2:0): the unit in which the missing part is counted
+_EDGE = 2  # pixels at a block's edges that upsampling can change from a neighbouring block
+DEFAULT_MAX_MISSING_FRACTION = 0.01
 _TAIL_BYTES = 4096
-_EXIF_ORIENTATION_TAG = 0x0112
-# path -> ((size, mtime_ns), problem or None): JPEGs without an end marker already judged, so
-# that each is decoded twice at most once per process (DataLoader workers inherit it by fork).
-_missing_eoi_verdicts: Dict[str, Tuple[Tuple[int, int], Optional[str]]] = {}
+# path -> ((size, mtime_ns), missing fraction, or None when it does not decode): JPEGs without an
+# end marker already measured, so that each is decoded thrice at most once per process (DataLoader
+# workers inherit it by fork).
+_missing_eoi_verdicts: Dict[str, Tuple[Optional[Tuple[int, int]], Optional[float]]] = {}
+# The limit a dataset source built in `max_missing_fraction(...)` takes (it keeps its own copy).
+_max_missing: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "max_missing_fraction", default=DEFAULT_MAX_MISSING_FRACTION)
+
+
+def check_max_missing_fraction(limit: float) -> float:
+    """`limit` as a float when it is a fraction in [0, 1]; else a ValueError naming the key."""
+    if not 0.0 <= float(limit) <= 1.0:
+        raise ValueError(f"data.max_missing_fraction must be in [0, 1], got {limit}")
+    return float(limit)
+
+
+@contextlib.contextmanager
+def max_missing_fraction(limit: float) -> Iterator[None]:
+    """Within the block, `current_max_missing_fraction()` is `limit` (a fraction in [0, 1])."""
+    token = _max_missing.set(check_max_missing_fraction(limit))
+    try:
+        yield
+    finally:
+        _max_missing.reset(token)
+
+
+def current_max_missing_fraction() -> float:
+    """The largest missing fraction of a JPEG cut mid-scan that is still used (default 0.01)."""
+    return _max_missing.get()
 
 
 class ImageReadError(OSError):
@@ -57,8 +101,10 @@ class ImageInfo:
     `height` / `width` are the displayed size (EXIF orientation applied), None when the header
     does not give them (formats other than JPEG / PNG). `extension_format` is what the file
     extension promises (None for an unknown extension). `missing_eoi`: a JPEG that is decoded
-    with its missing end-of-image marker appended. `problem`: why the file will not decode, when
-    that is already known (a truncated JPEG or PNG); None otherwise.
+    with its missing end-of-image marker appended. `missing_fraction`: for such a JPEG cut
+    mid-scan, the fraction of the image its data does not reach (0.0 when only the marker is
+    missing; None for other files). `problem`: why the file will not decode, when that is
+    already known (a truncated JPEG or PNG, or too much of a JPEG missing); None otherwise.
     """
 
     format: Optional[str]
@@ -68,6 +114,7 @@ class ImageInfo:
     extension_format: Optional[str] = None
     missing_eoi: bool = False
     problem: Optional[str] = None
+    missing_fraction: Optional[float] = None
 
     @property
     def extension_mismatch(self) -> bool:
@@ -97,62 +144,6 @@ def _extension_format(path: str) -> Optional[str]:
     return EXTENSION_FORMAT.get(os.path.splitext(path)[1].lower())
 
 
-# ------------------------------------------------------------------------ JPEG headers
-def _exif_orientation(payload: bytes) -> int:
-    """EXIF orientation (1..8) from an APP1 payload, 1 when absent or malformed."""
-    if payload[:6] != b"Exif\x00\x00" or len(payload) < 14:
-        return 1
-    tiff = payload[6:]
-    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
-    if order is None:
-        return 1
-    try:
-        (ifd_offset,) = struct.unpack(order + "I", tiff[4:8])
-        (count,) = struct.unpack(order + "H", tiff[ifd_offset:ifd_offset + 2])
-        for k in range(count):
-            start = ifd_offset + 2 + 12 * k
-            tag, kind = struct.unpack(order + "HH", tiff[start:start + 4])
-            if tag == _EXIF_ORIENTATION_TAG and kind == 3:  # SHORT, stored in the value field
-                (value,) = struct.unpack(order + "H", tiff[start + 8:start + 10])
-                return value if 1 <= value <= 8 else 1
-    except struct.error:  # IFD cut short
-        return 1
-    return 1
-
-
-def _jpeg_header(f: BinaryIO) -> Tuple[Optional[Tuple[int, int]], int]:
-    """((height, width) stored, or None; EXIF orientation) from the segments before the first
-    frame header; `f` is positioned after SOI."""
-    orientation = 1
-    while True:
-        byte = f.read(1)
-        while byte and byte != b"\xff":  # tolerate junk between segments
-            byte = f.read(1)
-        while byte == b"\xff":  # fill bytes
-            byte = f.read(1)
-        if not byte:
-            return None, orientation
-        marker = byte[0]
-        if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # markers without a length field
-            continue
-        length_bytes = f.read(2)
-        if len(length_bytes) < 2:
-            return None, orientation
-        (length,) = struct.unpack(">H", length_bytes)
-        if marker == 0xE1 and orientation == 1:
-            orientation = _exif_orientation(f.read(max(length - 2, 0)))
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            sof = f.read(5)
-            if len(sof) < 5:
-                return None, orientation
-            height, width = struct.unpack(">HH", sof[1:5])
-            return (height, width), orientation
-        if marker == 0xDA:  # a scan before any frame header: give up
-            return None, orientation
-        f.seek(length - 2, os.SEEK_CUR)
-
-
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     """Turn a decoded image [H, W, C] as EXIF `orientation` (1..8) says, like cv2.imread does."""
     if orientation in (5, 6, 7, 8):
@@ -163,55 +154,6 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
 
 def _oriented(size: Tuple[int, int], orientation: int) -> Tuple[int, int]:
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
-
-
-# ------------------------------------------------------------------------ completeness
-def _lacks_eoi(data: bytes) -> bool:
-    """The main image of a JPEG has no end-of-image marker: the data ends first."""
-    if data.rfind(_JPEG_EOI) > data.rfind(_JPEG_SOS):
-        return False  # the common case, decided without walking the file
-    return _jpeg_end(data) < 0
-
-
-def _jpeg_end(data: bytes) -> int:
-    """Offset just past the main image's end-of-image marker, or -1 when the data ends first.
-
-    Walks the segments, so the markers inside an EXIF thumbnail or trailing data (e.g. a video
-    appended after the photo) are not mistaken for the image's own.
-    """
-    pos, n = 2, len(data)
-    while pos + 1 < n:
-        if data[pos] != 0xFF:  # junk between segments
-            pos = data.find(b"\xff", pos)
-            if pos < 0:
-                return -1
-            continue
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        pos += 2
-        if marker == 0xD9:
-            return pos
-        if marker in (0x00, 0x01) or 0xD0 <= marker <= 0xD8:  # no length field
-            continue
-        if pos + 2 > n:
-            return -1
-        pos += int.from_bytes(data[pos:pos + 2], "big")
-        if marker != 0xDA:
-            continue
-        while True:  # entropy-coded data runs to the next marker other than FF00 / RSTn
-            pos = data.find(b"\xff", pos)
-            if pos < 0 or pos + 1 >= n:
-                return -1
-            follower = data[pos + 1]
-            if follower == 0x00 or 0xD0 <= follower <= 0xD7:
-                pos += 2
-            elif follower == 0xFF:
-                pos += 1
-            else:
-                break
-    return -1
 
 
 def _decode(data: bytes) -> Optional[np.ndarray]:
@@ -227,24 +169,73 @@ def _stat_key(path: str) -> Optional[Tuple[int, int]]:
     return st.st_size, st.st_mtime_ns
 
 
-def _decode_missing_eoi(data: bytes, path: str) -> Tuple[Optional[np.ndarray], Optional[str]]:
-    """(image, None) for a JPEG whose data is whole but lacks the end marker; (None, problem)
-    when the data stops inside a scan. Verdicts are remembered per file (size and mtime)."""
+def _missing_fraction(data: bytes, decoded: np.ndarray) -> Optional[float]:
+    """Fraction of the image whose pixels in `decoded` (the decode of `data` + EOI) depend on bytes
+    past the end of `data`; None when the probe does not decode."""
+    rng = np.random.default_rng(len(data))  # the same probe for the same file
+    fill = rng.integers(0, 0xFF, max(len(data), 4096), dtype=np.uint8).tobytes()  # no 0xFF: no marker
+    if data.endswith(b"\xff"):
+        fill = b"\x00" + fill  # a cut right after 0xFF: make it a stuffed byte, not a marker
+    probe = _decode(data + fill + JPEG_EOI)
+    if probe is None or probe.shape != decoded.shape:
+        return None
+    return raster_fraction(probe != decoded)
+
+
+def raster_fraction(diff: np.ndarray) -> float:
+    """Fraction of the image from the first 16x16 block whose inside (2 pixels in from its edges)
+    holds a True of `diff` ([H, W] or [H, W, C] bool) to the end, in raster order; 0.0 when
+    `diff` is all False."""
+    if diff.ndim == 3:
+        diff = diff.any(axis=2)
+    if not diff.any():
+        return 0.0
+    h, w = diff.shape
+    rows, cols = -(-h // _MCU), -(-w // _MCU)
+    padded = np.zeros((rows * _MCU, cols * _MCU), bool)
+    padded[:h, :w] = diff
+    tiles = padded.reshape(rows, _MCU, cols, _MCU)
+    # A missing block is garbage throughout; the decoder's smoothing of chroma only carries that
+    # into the edge pixels of the blocks beside and above it, which are whole: look inside.
+    blocks = tiles[:, _EDGE:-_EDGE, :, _EDGE:-_EDGE].any(axis=(1, 3))
+    if not blocks.any():
+        blocks = tiles.any(axis=(1, 3))
+    row, col = divmod(int(np.argmax(blocks.ravel())), cols)  # first block in raster order
+    row_end = min(h, (row + 1) * _MCU)
+    missing = (h - row_end) * w + (row_end - row * _MCU) * (w - col * _MCU)
+    return missing / float(h * w)
+
+
+def _decode_missing_eoi(data: bytes, path: str, limit: float
+                        ) -> Tuple[Optional[np.ndarray], Optional[str], Optional[float]]:
+    """(image, None, missing fraction) for a JPEG without end marker whose missing part is at most
+    `limit` of the image (0.0: the data is whole); (None, problem, fraction or None) otherwise.
+    Fractions are remembered per file (size and mtime)."""
     key = _stat_key(path)
     known = _missing_eoi_verdicts.get(path)
-    if known is not None and known[0] == key and known[1] is not None:
-        return None, known[1]
-    repaired = _decode(data + _JPEG_EOI)
-    problem = None
-    if repaired is None:
-        problem = "truncated JPEG (no end-of-image marker, and the data does not decode)"
-    elif known is None or known[0] != key:
-        probe = _decode(data + _JPEG_PROBE_FILL + _JPEG_EOI)
-        if probe is None or probe.shape != repaired.shape or not np.array_equal(probe, repaired):
-            problem = "truncated JPEG (the image data stops inside a scan)"
-    if key is not None:
-        _missing_eoi_verdicts[path] = (key, problem)
-    return (None, problem) if problem else (repaired, None)
+    fraction = known[1] if known is not None and known[0] == key else -1.0
+    decoded = None
+    if fraction is not None and fraction <= limit:  # else known not to be usable: no decode
+        decoded = _decode(data + JPEG_EOI)
+        if decoded is None:
+            fraction = None
+        elif fraction < 0.0:  # not measured yet
+            probe = _decode(data + _JPEG_PROBE_FILL + JPEG_EOI)
+            whole = probe is not None and probe.shape == decoded.shape and np.array_equal(probe, decoded)
+            if whole:
+                fraction = 0.0
+            elif not last_scan_completes(data):  # scans still to come would refine every block
+                fraction = 1.0
+            else:
+                fraction = _missing_fraction(data, decoded)
+        _missing_eoi_verdicts[path] = (key, fraction)
+    if fraction is None:
+        return None, "truncated JPEG (no end-of-image marker, and the data does not decode)", None
+    if fraction > limit:
+        return None, (f"truncated JPEG (the image data stops inside a scan: {fraction:.2%} of the "
+                      f"picture is not fully decoded, more than data.max_missing_fraction={limit:g})"
+                      ), fraction
+    return decoded, None, fraction
 
 
 def _png_problem(data: bytes) -> Optional[str]:
@@ -279,21 +270,24 @@ def _read_bytes(path: str) -> bytes:
         raise ImageReadError(path, f"cannot read file ({e.strerror or e})") from None
 
 
-def read_image(path: str) -> np.ndarray:
+def read_image(path: str, max_missing_fraction: Optional[float] = None) -> np.ndarray:
     """Decode an image by its content -> uint8 [H, W, 3] BGR, EXIF orientation applied.
 
     Grayscale, alpha and 16-bit images are converted; a file whose extension does not match its
-    content is decoded anyway; a JPEG missing only its end marker is repaired (module docstring).
-    Raises `ImageReadError(path, problem)` for missing, empty, undecodable or truncated files.
+    content is decoded anyway; a JPEG missing only its end marker is repaired, and one cut
+    mid-scan is used when at most `max_missing_fraction` of it is missing (None: the current
+    limit, `current_max_missing_fraction()`; module docstring). Raises
+    `ImageReadError(path, problem)` for missing, empty, undecodable or truncated files.
     """
     path = str(path)
+    limit = current_max_missing_fraction() if max_missing_fraction is None else max_missing_fraction
     data = _read_bytes(path)
     if not data:
         raise ImageReadError(path, "empty file")
     fmt = sniff_format(data[:16])
     img: Optional[np.ndarray] = None
-    if fmt == "jpeg" and _lacks_eoi(data):
-        img, problem = _decode_missing_eoi(data, path)
+    if fmt == "jpeg" and lacks_eoi(data):
+        img, problem, _ = _decode_missing_eoi(data, path, limit)
     else:
         problem = _png_problem(data) if fmt == "png" else None
     if problem:
@@ -307,7 +301,7 @@ def read_image(path: str) -> np.ndarray:
     if fmt == "jpeg":
         stream = io.BytesIO(data)
         stream.seek(2)
-        img = apply_orientation(img, _jpeg_header(stream)[1])
+        img = apply_orientation(img, jpeg_header(stream)[1])
     return img
 
 
@@ -321,7 +315,7 @@ def _read_header(f: BinaryIO) -> Tuple[Optional[str], Optional[Tuple[int, int]],
         return fmt, (height, width), 1
     if fmt == "jpeg":
         f.seek(2)
-        size, orientation = _jpeg_header(f)
+        size, orientation = jpeg_header(f)
         return fmt, (_oriented(size, orientation) if size else None), orientation
     return fmt, None, 1
 
@@ -332,36 +326,39 @@ def _open_error(path: str, e: OSError) -> ImageReadError:
     return ImageReadError(path, f"cannot read file ({e.strerror or e})")
 
 
-def _tail_problem(f: BinaryIO, path: str, fmt: Optional[str]) -> Tuple[bool, Optional[str]]:
-    """(missing_eoi, problem) from the end of an open JPEG / PNG file."""
+def _tail_problem(f: BinaryIO, path: str, fmt: Optional[str], limit: float
+                  ) -> Tuple[bool, Optional[str], Optional[float]]:
+    """(missing_eoi, problem, missing fraction) from the end of an open JPEG / PNG file."""
     f.seek(0, os.SEEK_END)
     size = f.tell()
     f.seek(max(size - _TAIL_BYTES, 0))
     tail = f.read()
     if fmt == "png":
-        return False, _png_problem(tail)
-    if fmt != "jpeg" or tail.rfind(_JPEG_EOI) > max(tail.rfind(_JPEG_SOS), -1):
-        return False, None
+        return False, _png_problem(tail), None
+    if fmt != "jpeg" or tail.rfind(JPEG_EOI) > max(tail.rfind(JPEG_SOS), -1):
+        return False, None, None
     f.seek(0)
     data = f.read()  # rare: no end marker near the end, so the whole file is judged
-    if not _lacks_eoi(data):
-        return False, None
-    img, problem = _decode_missing_eoi(data, path)
-    return img is not None, problem
+    if not lacks_eoi(data):
+        return False, None, None
+    img, problem, fraction = _decode_missing_eoi(data, path, limit)
+    return img is not None, problem, fraction
 
 
-def inspect_image(path: str) -> ImageInfo:
+def inspect_image(path: str, max_missing_fraction: Optional[float] = None) -> ImageInfo:
     """Format, displayed size and known defects of an image file, from its header and its tail.
 
-    A JPEG without an end marker near its end is decoded once here to tell a missing marker
-    (usable) from a file cut mid-scan (`problem`). Raises `ImageReadError` when the file cannot
-    be opened or is empty; a JPEG / PNG header without a valid size gives `height=None`.
+    A JPEG without an end marker near its end is decoded here to measure its missing part
+    (`missing_fraction`): usable up to `max_missing_fraction` (None: the current limit), else a
+    `problem`. Raises `ImageReadError` when the file cannot be opened or is empty; a JPEG / PNG
+    header without a valid size gives `height=None`.
     """
     path = str(path)
+    limit = current_max_missing_fraction() if max_missing_fraction is None else max_missing_fraction
     try:
         with open(path, "rb") as f:
             fmt, size, orientation = _read_header(f)
-            missing_eoi, problem = _tail_problem(f, path, fmt)
+            missing_eoi, problem, fraction = _tail_problem(f, path, fmt, limit)
             empty = f.tell() == 0
     except OSError as e:
         raise _open_error(path, e) from None
@@ -372,7 +369,7 @@ def inspect_image(path: str) -> ImageInfo:
     return ImageInfo(
         format=fmt, height=size[0] if size else None, width=size[1] if size else None,
         orientation=orientation, extension_format=_extension_format(path),
-        missing_eoi=missing_eoi, problem=problem,
+        missing_eoi=missing_eoi, problem=problem, missing_fraction=fraction,
     )
 
 

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from nanodet_ghost.data.base import DetectionSource
 from nanodet_ghost.data.collate import collate
-from nanodet_ghost.data.image_io import ImageReadError
+from nanodet_ghost.data.image_io import DEFAULT_MAX_MISSING_FRACTION, ImageReadError, max_missing_fraction
 from nanodet_ghost.data.pipeline import Pipeline, Record, Sample, TrainPipeline, ValPipeline
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,9 @@ def build_dataset(data_cfg: Any, split: str, seed: Optional[int] = None) -> Dete
     dataset_cfg = getattr(data_cfg, split, None)
     if dataset_cfg is None:
         raise ValueError(f"the config has no data.{split} section")
-    source = build_source_for(dataset_cfg, list(data_cfg.class_names), split)
+    limit = getattr(data_cfg, "max_missing_fraction", DEFAULT_MAX_MISSING_FRACTION)
+    with max_missing_fraction(limit):  # the source keeps it: its reads in workers use it too
+        source = build_source_for(dataset_cfg, list(data_cfg.class_names), split)
     train = split == "train"
     if not train and getattr(source, "num_boxes", 1) == 0:
         logger.warning("%s: the %s split has %d images but no ground-truth boxes, so its mAP "

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
+from nanodet_ghost.evaluation.backends import DEFAULT_BACKEND
 from nanodet_ghost.evaluation.coco import CocoEvalResult, CocoEvaluator, predictions_to_coco_results
 from nanodet_ghost.evaluation.jsonio import (
     EvaluationInputError,
@@ -149,7 +150,7 @@ def evaluate_checkpoint(
 ) -> CocoEvalResult:
     """Predict a split with a checkpoint (`.ckpt`, EMA weights preferred) or an exported model
     (`.onnx`, OpenVINO `.xml`, ncnn `.param`),
-    and score it with COCO bbox metrics.
+    and score it with COCO bbox metrics (with `cfg.evaluation.backend`).
 
     Args:
         cfg: the loaded config (`nanodet_ghost.config.load_config`).
@@ -199,7 +200,8 @@ def evaluate_checkpoint(
     if out is not None:
         logger.info("COCO results written to %s", save_coco_results(results, out))
     evaluator = CocoEvaluator(source.to_coco(), source.category_ids, source.class_names,
-                              strict=strict, strict_images=strict_images)
+                              strict=strict, strict_images=strict_images,
+                              backend=str(cfg.get("evaluation", {}).get("backend", DEFAULT_BACKEND)))
     result = evaluator.evaluate_results(results, source=f"predictions of {ckpt}",
                                         unreadable=unreadable)
     if stats_out is not None:

@@ -39,15 +39,16 @@ class EpochSeededSampler(DistributedSampler):
 class DetectionDataModule(pl.LightningDataModule):
     """Args: the `data:` config section, the run's seed, the split validated each epoch, and
     whether an unreadable validation image is an error (`evaluation.strict`) rather than dropped
-    with its ground truth."""
+    with its ground truth, and the COCOeval implementation (`evaluation.backend`)."""
 
     def __init__(self, data_cfg: Any, seed: int = 42, val_split: str = "val",
-                 strict_images: bool = False) -> None:
+                 strict_images: bool = False, eval_backend: str = "pycocotools") -> None:
         super().__init__()
         self.data_cfg = data_cfg
         self.seed = seed
         self.val_split = val_split
         self.strict_images = strict_images
+        self.eval_backend = eval_backend
         self.train_set: Optional[DetectionDataset] = None
         self.val_set: Optional[DetectionDataset] = None
 
@@ -61,7 +62,7 @@ class DetectionDataModule(pl.LightningDataModule):
         self.setup("validate")
         source = self.val_set.source
         return CocoEvaluator(source.to_coco(), source.category_ids, source.class_names,
-                             strict_images=self.strict_images)
+                             strict_images=self.strict_images, backend=self.eval_backend)
 
     def _rank(self) -> int:
         trainer = getattr(self, "trainer", None)

@@ -192,7 +192,8 @@ def train(cfg: DictConfig, resume: Optional[str] = None, extra_callbacks: Sequen
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
     datamodule = DetectionDataModule(cfg.data, seed=cfg.train.seed,
-                                     strict_images=cfg.evaluation.strict)
+                                     strict_images=cfg.evaluation.strict,
+                                     eval_backend=cfg.evaluation.backend)
     datamodule.setup("fit")
     check_class_count(cfg, datamodule)
     (save_dir / "config.yaml").write_text(to_yaml(cfg))

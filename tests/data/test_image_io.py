@@ -99,13 +99,14 @@ def test_jpeg_missing_only_eoi_is_used(tmp_path: Path, progressive: bool) -> Non
 @pytest.mark.parametrize("progressive", [False, True])
 @pytest.mark.parametrize("cut", [3, 4, 100, "half"])
 def test_jpeg_cut_mid_scan_is_rejected(tmp_path: Path, progressive: bool, cut) -> None:
+    # with no missing part allowed; tests/data/test_partial_jpeg.py has the default limit
     data = _jpeg(_photo(), progressive)
     keep = len(data) // 2 if cut == "half" else len(data) - cut
     path = tmp_path / "cut.jpg"
     path.write_bytes(data[:keep])
     with pytest.raises(ImageReadError, match=r"cut\.jpg: truncated JPEG"):
-        read_image(str(path))
-    info = inspect_image(str(path))
+        read_image(str(path), max_missing_fraction=0.0)
+    info = inspect_image(str(path), max_missing_fraction=0.0)
     assert not info.missing_eoi and info.problem and "truncated JPEG" in info.problem
     assert read_image_size(str(path)) == (120, 160)  # the header alone is still readable
 
