@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Export a trained checkpoint for deployment (EMA weights, BatchNorm fused, metadata in every format).
 
-    python tools/export.py CONFIG CKPT --format {onnx,onnx-int8,openvino,openvino-int8,ncnn} --out PATH
+    python tools/export.py CONFIG CKPT --format {onnx,onnx-int8,openvino,openvino-int8,ncnn,safetensors} --out PATH
                            [--input-size W H] [--calib-split train --calib-images 200]
                            [--dynamic-batch] [--check-map [SPLIT]] [-o KEY=VALUE ...]
 
@@ -12,6 +12,7 @@
 | openvino | model.xml (+ .bin) | OpenVINO (openvino) |
 | openvino-int8 | model.xml (+ .bin) | OpenVINO, INT8 by NNCF (openvino) |
 | ncnn | model.param (+ .bin, .json sidecar) | ncnn, converted by pnnx (ncnn) |
+| safetensors | model.safetensors (weights + config, no pickle) | PyTorch: `load_safetensors_detector(PATH)` |
 
 Every format carries the class names, input size, BGR mean/std, letterbox mode, strides, reg_max
 and centre offset, so `ExportedPredictor(PATH)`, `tools/test.py CONFIG PATH` and `demo/demo.py`
@@ -86,12 +87,15 @@ def run(args: argparse.Namespace) -> int:
         check_format(args.format, args.out)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.format == "safetensors" and args.check_map:
+        raise UsageError("--check-map compares another runtime with PyTorch; a safetensors export holds the "
+                         "checkpoint's weights unchanged (export_safetensors reads them back and checks them)")
     cfg = load_config(config_path(args.config), args.override)
     model = load_detector(cfg, args.checkpoint, prefer_ema=True)
     size = [int(v) for v in (args.input_size or cfg.data.input_size)]
     path = export_model(model, cfg, args.format, args.out, input_size=size, calib_split=args.calib_split,
                         calib_images=args.calib_images, dynamic_batch=args.dynamic_batch)
-    if args.format not in INT8_FORMATS and args.format != "onnx":  # export_onnx checks itself
+    if args.format not in INT8_FORMATS and args.format not in ("onnx", "safetensors"):  # these check themselves
         check_raw_outputs(model, path, size)
     print(f"wrote {path}")
     if args.check_map:

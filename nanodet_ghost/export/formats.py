@@ -7,6 +7,7 @@
 | openvino | .xml + .bin | `openvino.convert_model` of the ONNX export, rt_info metadata |
 | openvino-int8 | .xml + .bin | the same IR quantized by NNCF on the same calibration images |
 | ncnn | .param + .bin + .json | pnnx from the traced detector, json sidecar with the metadata |
+| safetensors | .safetensors | deployable weights + config as metadata (`nanodet_ghost.export.safetensors_export`) |
 
 INT8 formats calibrate on `calib_images` images of `data.<calib_split>` through the validation
 preprocessing (`nanodet_ghost.export.calibration`).
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 # format -> the suffix of the file named on the command line
 FORMATS: Dict[str, str] = {"onnx": ".onnx", "onnx-int8": ".onnx", "openvino": ".xml", "openvino-int8": ".xml",
-                           "ncnn": ".param"}
+                           "ncnn": ".param", "safetensors": ".safetensors"}
 INT8_FORMATS = ("onnx-int8", "openvino-int8")
 # The largest COCO mAP@[.5:.95] an export may lose against the PyTorch checkpoint.
 MAP_TOLERANCE = {"onnx": 0.002, "openvino": 0.002, "ncnn": 0.002, "onnx-int8": 0.010, "openvino-int8": 0.010}
@@ -79,6 +80,10 @@ def export_model(
     size = [int(v) for v in (input_size or cfg.data.input_size)]
     if dynamic_batch and fmt != "onnx":
         raise ValueError(f"--dynamic-batch is for --format onnx only, not {fmt}")
+    if fmt == "safetensors":
+        from nanodet_ghost.export.safetensors_export import export_safetensors
+
+        return export_safetensors(model, cfg, out_path)
     if fmt == "ncnn":
         from nanodet_ghost.export.ncnn import export_ncnn
 
