@@ -17,6 +17,7 @@ setup(
         "tensorboard>=2.14",
         "matplotlib>=3.6",  # figures of nanodet_ghost.analysis (Agg, object API)
         "tqdm>=4.60",  # progress bars of tools/predict.py
+        "safetensors>=0.4",  # pickle-free weights: pretrained GhostNet, detector exports
     ],
     extras_require={
         # CI runs the parity tests of every deployment format, so dev pulls every runtime.

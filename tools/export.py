@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Export a trained checkpoint for deployment (EMA weights, BatchNorm fused, metadata in every format).
 
-    python tools/export.py CONFIG CKPT --format {onnx,onnx-int8,openvino,openvino-int8,ncnn,mnn} --out PATH
-                           [--head {raw,boxes,nms}] [--input-size W H] [--calib-split train --calib-images 200]
+    python tools/export.py CONFIG CKPT --format {onnx,onnx-int8,openvino,openvino-int8,ncnn,mnn,safetensors}
+                           --out PATH [--head {raw,boxes,nms}] [--input-size W H]
+                           [--calib-split train --calib-images 200]
                            [--dynamic-batch] [--check-map [SPLIT]] [-o KEY=VALUE ...]
 
 | format | --out | runtime (pip extra) |
@@ -13,6 +14,7 @@
 | openvino-int8 | model.xml (+ .bin) | OpenVINO, INT8 by NNCF (openvino) |
 | ncnn | model.param (+ .bin, .json sidecar) | ncnn, converted by pnnx (ncnn) |
 | mnn | model.mnn (+ .mnn.json sidecar) | MNN, converted by MNN's converter (mnn) |
+| safetensors | model.safetensors (weights + config, no pickle) | PyTorch: `load_safetensors_detector(PATH)` |
 
 --head chooses what the graph ends with: raw (default; scores + distribution logits), boxes
 (decoded xyxy boxes in input pixels + scores) or nms (detections [B, max_det, 6] = x1, y1, x2,
@@ -102,12 +104,15 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--head nms has a static batch: drop --dynamic-batch (or use --head raw or boxes)")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.format == "safetensors" and args.check_map:
+        raise UsageError("--check-map compares another runtime with PyTorch; a safetensors export holds the "
+                         "checkpoint's weights unchanged (export_safetensors reads them back and checks them)")
     cfg = load_config(config_path(args.config), args.override)
     model = load_detector(cfg, args.checkpoint, prefer_ema=True)
     size = [int(v) for v in (args.input_size or cfg.data.input_size)]
     path = export_model(model, cfg, args.format, args.out, input_size=size, calib_split=args.calib_split,
                         calib_images=args.calib_images, dynamic_batch=args.dynamic_batch, head=args.head)
-    if args.format not in INT8_FORMATS and args.format != "onnx":  # export_onnx checks itself
+    if args.format not in INT8_FORMATS and args.format not in ("onnx", "safetensors"):  # these check themselves
         check_outputs(model, cfg, path, size, args.head)
     print(f"wrote {path}")
     if args.check_map:

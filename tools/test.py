@@ -87,9 +87,9 @@ def _report(result: CocoEvalResult) -> None:
 
 def run(args: argparse.Namespace) -> CocoEvalResult:
     """Evaluate according to `args` (see `parse_args`); raises on bad input."""
-    strict = not args.lenient
+    reject_unknown_image_ids = not args.lenient
     if args.results is not None:
-        result = evaluate_results_file(args.ann, args.results, strict=strict,
+        result = evaluate_results_file(args.ann, args.results, strict=reject_unknown_image_ids,
                                        backend=args.backend or DEFAULT_BACKEND)
         if args.stats_out:
             logger.info("stats written to %s",
@@ -106,8 +106,9 @@ def run(args: argparse.Namespace) -> CocoEvalResult:
     cfg = load_config(config_path(args.config), overrides)
     out = args.out or (str(Path(args.plots) / f"results_{args.split}.json") if args.plots else None)
     result = evaluate_checkpoint(cfg, args.checkpoint, args.split, out=out,
-                                 stats_out=args.stats_out, device=args.device, strict=strict,
-                                 strict_images=True if args.strict else None)
+                                 stats_out=args.stats_out, device=args.device,
+                                 reject_unknown_image_ids=reject_unknown_image_ids,
+                                 reject_unreadable_images=True if args.strict else None)
     if args.plots:
         from nanodet_ghost.analysis import make_split_plots
 

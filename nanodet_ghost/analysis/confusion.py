@@ -3,9 +3,9 @@
 Rows are ground-truth classes and columns predicted classes, each followed by "background": row
 `C` counts false positives (a detection that matched no ground truth), column `C` missed ground
 truth. Unlike mmdetection, which lets every detection above the IoU threshold count for a GT box,
-matching here is one-to-one: detections above the score threshold are visited by decreasing
-score and each takes the unmatched GT box (of any class) it overlaps most at IoU >= `iou_thr`;
-a second detection of an already matched box is a false positive (a duplicate). A detection that
+matching here is one-to-one (`analysis.matching.greedy_match`): detections above the score threshold
+are visited by decreasing score and each takes the unmatched GT box (of any class) it overlaps most
+at IoU >= `iou_thr`; a second detection of an already matched box is a false positive (a duplicate). A detection that
 matches no box but covers a crowd region (COCO `iscrowd`) is ignored, as COCO AP ignores it.
 
 IoU is pycocotools' `mask.iou` on xywh boxes, the function COCOeval uses (crowd regions by the
@@ -18,17 +18,10 @@ from collections import defaultdict
 from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
-from pycocotools import mask as mask_utils
+
+from nanodet_ghost.analysis.matching import UNMATCHED, greedy_match, iou_xywh
 
 logger = logging.getLogger(__name__)
-
-
-def iou_xywh(dets: np.ndarray, gts: np.ndarray, crowd: bool) -> np.ndarray:
-    """[D, G] IoU of xywh boxes (crowd: intersection over the detection's area)."""
-    if len(dets) == 0 or len(gts) == 0:
-        return np.zeros((len(dets), len(gts)))
-    return np.asarray(mask_utils.iou(dets, gts, [int(crowd)] * len(gts)), np.float64).reshape(
-        len(dets), len(gts))
 
 
 def _xywh(items: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -85,17 +78,14 @@ def confusion_matrix(
         gt_labels = [label_of[int(a["category_id"])] for a in image_gts]
         ious = iou_xywh(_xywh(image_dets), _xywh(image_gts), crowd=False)
         crowd_ious = iou_xywh(_xywh(image_dets), _xywh(crowds.get(image_id, [])), crowd=True)
-        matched = np.zeros(len(image_gts), bool)
-        for d, det in enumerate(image_dets):
+        matches = greedy_match(ious, iou_thr)
+        for d, (det, g) in enumerate(zip(image_dets, matches)):
             det_label = label_of[int(det["category_id"])]
-            candidates = np.flatnonzero(~matched & (ious[d] >= iou_thr))
-            if candidates.size:
-                g = int(candidates[np.argmax(ious[d, candidates])])
-                matched[g] = True
+            if g != UNMATCHED:
                 matrix[gt_labels[g], det_label] += 1
             elif crowd_ious.shape[1] == 0 or crowd_ious[d].max() < iou_thr:
                 matrix[background, det_label] += 1
-        for g in np.flatnonzero(~matched):
+        for g in sorted(set(range(len(image_gts))) - set(matches.tolist())):
             matrix[gt_labels[g], background] += 1
     return matrix
 

@@ -1,9 +1,9 @@
 """Which ground-truth objects a prediction found, and a picture of it: the quickstart's visible check.
 
 An object counts as found when a detection of its class, scoring at least `score_thr`, overlaps it
-at IoU >= `iou_thr`. Matching is one-to-one, as in COCO: detections are visited by decreasing score
-and each takes the unmatched object of its class that it overlaps most. IoU is pycocotools'
-(the confusion matrix's), so this needs no torch.
+at IoU >= `iou_thr`. Matching is one-to-one, as in COCO (`analysis.matching.greedy_match`, as the
+confusion matrix matches): detections are visited by decreasing score and each takes the unmatched
+object of its class that it overlaps most. IoU is pycocotools', so this needs no torch.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from nanodet_ghost.analysis import drawing
-from nanodet_ghost.analysis.confusion import iou_xywh
+from nanodet_ghost.analysis.matching import UNMATCHED, greedy_match, iou_xywh
 from nanodet_ghost.inference.visualize import make_palette
 
 MISSED_COLOR = (255, 255, 255)
@@ -55,11 +55,8 @@ def found_objects(gt_boxes: np.ndarray, gt_labels: np.ndarray, boxes: np.ndarray
     if not len(keep) or not len(gt_labels):
         return found
     iou = iou_xywh(_xywh(np.asarray(boxes)[keep]), _xywh(gt_boxes), crowd=False)
-    for row, det in enumerate(keep):
-        candidates = np.where((gt_labels == labels[det]) & ~found, iou[row], -1.0)
-        best = int(np.argmax(candidates))
-        if candidates[best] >= iou_thr:
-            found[best] = True
+    matches = greedy_match(iou, iou_thr, allowed=labels[keep, None] == gt_labels[None, :])
+    found[matches[matches != UNMATCHED]] = True
     return found
 
 

@@ -32,7 +32,7 @@ def _to_numpy(pred: Mapping[str, Any]) -> Dict[str, Any]:
 
 def collect_predictions(
     predict_fn: PredictFn, batches: Iterable[Mapping[str, Any]], device: Any = "cpu", *,
-    unreadable: Optional[Dict[int, str]] = None, strict_images: bool = False,
+    unreadable: Optional[Dict[int, str]] = None, reject_unreadable_images: bool = False,
 ) -> Dict[int, Dict[str, Any]]:
     """Run `predict_fn` over collated batches under `torch.inference_mode`.
 
@@ -43,7 +43,7 @@ def collect_predictions(
         device: where `images` are moved.
         unreadable: filled with `{image_id: "file_name: problem"}` of the images the batches
             left out (`batch["dropped"]`).
-        strict_images: raise `EvaluationInputError` at the first unreadable image instead.
+        reject_unreadable_images: raise `EvaluationInputError` at the first unreadable image instead.
 
     Returns:
         `{meta["image_id"]: dict(boxes, scores, labels)}` with numpy arrays.
@@ -54,7 +54,7 @@ def collect_predictions(
     with torch.inference_mode():
         for batch in batches:
             dropped = unreadable_in_batch(batch)
-            if strict_images:
+            if reject_unreadable_images:
                 refuse_unreadable(dropped)
             if unreadable is not None:
                 unreadable.update(dropped)
@@ -145,8 +145,8 @@ def evaluate_checkpoint(
     stats_out: Optional[PathLike] = None,
     device: Optional[str] = None,
     batches: Optional[Iterable[Mapping[str, Any]]] = None,
-    strict: bool = True,
-    strict_images: Optional[bool] = None,
+    reject_unknown_image_ids: bool = True,
+    reject_unreadable_images: Optional[bool] = None,
 ) -> CocoEvalResult:
     """Predict a split with a checkpoint (`.ckpt`, EMA weights preferred) or an exported model
     (`.onnx`, OpenVINO `.xml`, ncnn `.param`),
@@ -160,9 +160,12 @@ def evaluate_checkpoint(
         stats_out: where to write `{"stats": [...], "per_class_ap": {...}}` (optional).
         device: torch device; default "cuda" when available, else "cpu".
         batches: collated batches to use instead of `build_dataloader` (tests).
-        strict: see `CocoEvaluator`.
-        strict_images: an unreadable image is an error instead of being dropped with its ground
-            truth; None: `cfg.evaluation.strict`.
+        reject_unknown_image_ids: predictions on image ids absent from the ground truth raise
+            `EvaluationInputError`; False: they are dropped with a logged error (`CocoEvaluator`'s
+            `strict`; `tools/test.py --lenient` sets it False).
+        reject_unreadable_images: an unreadable image raises `EvaluationInputError` instead of being
+            dropped with its ground truth; None: `cfg.evaluation.strict` (`CocoEvaluator`'s
+            `strict_images`; `tools/test.py --strict` sets it True).
 
     Raises:
         EvaluationInputError: missing checkpoint, missing split, or bad predictions.
@@ -189,18 +192,18 @@ def evaluate_checkpoint(
         predict_fn = _torch_predict_fn(cfg, ckpt, device)
     logger.info("evaluating %s on the %s split (%d images, device %s)",
                 ckpt, split, len(dataset), device)
-    if strict_images is None:
-        strict_images = bool(cfg.get("evaluation", {}).get("strict", False))
+    if reject_unreadable_images is None:
+        reject_unreadable_images = bool(cfg.get("evaluation", {}).get("strict", False))
     unreadable: Dict[int, str] = {}
     predictions = collect_predictions(
         predict_fn, batches if batches is not None else _build_loader(cfg, dataset), device,
-        unreadable=unreadable, strict_images=strict_images,
+        unreadable=unreadable, reject_unreadable_images=reject_unreadable_images,
     )
     results = predictions_to_coco_results(predictions, source.category_ids)
     if out is not None:
         logger.info("COCO results written to %s", save_coco_results(results, out))
     evaluator = CocoEvaluator(source.to_coco(), source.category_ids, source.class_names,
-                              strict=strict, strict_images=strict_images,
+                              strict=reject_unknown_image_ids, strict_images=reject_unreadable_images,
                               backend=str(cfg.get("evaluation", {}).get("backend", DEFAULT_BACKEND)))
     result = evaluator.evaluate_results(results, source=f"predictions of {ckpt}",
                                         unreadable=unreadable)

@@ -8,6 +8,7 @@
 | openvino-int8 | .xml + .bin | the same IR quantized by NNCF on the same calibration images |
 | ncnn | .param + .bin + .json | pnnx from the traced detector, json sidecar with the metadata |
 | mnn | .mnn + .json | MNN's converter from the ONNX export, json sidecar with the metadata |
+| safetensors | .safetensors | deployable weights + config as metadata (`nanodet_ghost.export.safetensors_export`) |
 
 Each format ends in the chosen head (`nanodet_ghost.export.heads`: raw, boxes or nms) where its
 runtime has the operators: `FORMAT_HEADS` says which; `check_head` refuses the others in one line.
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 # format -> the suffix of the file named on the command line
 FORMATS: Dict[str, str] = {"onnx": ".onnx", "onnx-int8": ".onnx", "openvino": ".xml", "openvino-int8": ".xml",
-                           "ncnn": ".param", "mnn": ".mnn"}
+                           "ncnn": ".param", "mnn": ".mnn", "safetensors": ".safetensors"}
 INT8_FORMATS = ("onnx-int8", "openvino-int8")
 # The largest COCO mAP@[.5:.95] an export may lose against the PyTorch checkpoint.
 MAP_TOLERANCE = {"onnx": 0.002, "openvino": 0.002, "ncnn": 0.002, "mnn": 0.002, "onnx-int8": 0.010,
@@ -43,7 +44,9 @@ MAP_TOLERANCE = {"onnx": 0.002, "openvino": 0.002, "ncnn": 0.002, "mnn": 0.002, 
 # format -> the heads its runtime can hold; the reason why not for the others.
 FORMAT_HEADS: Dict[str, Tuple[str, ...]] = {fmt: HEADS for fmt in FORMATS}
 FORMAT_HEADS["ncnn"] = ("raw", "boxes")
-MISSING_OP = {"ncnn": "ncnn has no NonMaxSuppression layer"}
+FORMAT_HEADS["safetensors"] = ("raw",)
+MISSING_OP = {"ncnn": "ncnn has no NonMaxSuppression layer",
+              "safetensors": "safetensors holds the weights, not a graph"}
 
 
 def check_head(fmt: str, head: str) -> None:
@@ -102,6 +105,10 @@ def export_model(
     size = [int(v) for v in (input_size or cfg.data.input_size)]
     if dynamic_batch and fmt != "onnx":
         raise ValueError(f"--dynamic-batch is for --format onnx only, not {fmt}")
+    if fmt == "safetensors":
+        from nanodet_ghost.export.safetensors_export import export_safetensors
+
+        return export_safetensors(model, cfg, out_path)
     if fmt == "ncnn":
         from nanodet_ghost.export.ncnn import export_ncnn
 

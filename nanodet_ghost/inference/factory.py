@@ -12,17 +12,11 @@ torch is imported only for a checkpoint, so exported models load on machines wit
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from nanodet_ghost.inference.backends import backend_kind
+from nanodet_ghost.inference.model_files import CHECKPOINT_SUFFIXES, is_checkpoint, load_exported_predictor
 
-CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt")
-
-
-def is_checkpoint(path: Union[str, "os.PathLike[str]"]) -> bool:
-    """True for a PyTorch checkpoint (.ckpt, .pth, .pt)."""
-    return Path(path).suffix.lower() in CHECKPOINT_SUFFIXES
+__all__ = ["CHECKPOINT_SUFFIXES", "is_checkpoint", "load_predictor"]
 
 
 def load_predictor(path: Union[str, "os.PathLike[str]"], config: Optional[Any] = None, overrides: Sequence[str] = (),
@@ -42,19 +36,8 @@ def load_predictor(path: Union[str, "os.PathLike[str]"], config: Optional[Any] =
         `MissingRuntimeError`: the runtime of the file is not installed (names the pip extra).
     """
     if is_checkpoint(path):
-        if config is None:
-            raise ValueError(f"{os.fspath(path)}: a checkpoint needs its config (exported models do not)")
-        import torch
+        from nanodet_ghost.inference.predictor import Predictor  # torch: imported only for a checkpoint
 
-        from nanodet_ghost.inference.predictor import Predictor
-
-        if num_threads:
-            torch.set_num_threads(int(num_threads))
-        return Predictor.from_checkpoint(config, path, device=device, overrides=overrides, **kwargs)
-    if backend_kind(path) == "ONNX Runtime":
-        from nanodet_ghost.inference.onnx_predictor import OnnxPredictor
-
-        return OnnxPredictor(path, num_threads=num_threads, **kwargs)
-    from nanodet_ghost.inference.exported_predictor import ExportedPredictor
-
-    return ExportedPredictor(path, num_threads=num_threads, **kwargs)
+        return Predictor.from_model(path, config, overrides=overrides, device=device, num_threads=num_threads,
+                                    **kwargs)
+    return load_exported_predictor(path, num_threads=num_threads, **kwargs)

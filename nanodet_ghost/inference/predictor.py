@@ -19,6 +19,7 @@ from nanodet_ghost.inference.common import (
     make_detections,
     preprocess_batch,
 )
+from nanodet_ghost.inference.model_files import is_checkpoint, load_exported_predictor
 from nanodet_ghost.model import load_detector
 
 logger = logging.getLogger(__name__)
@@ -68,14 +69,20 @@ class Predictor:
             raise ValueError(f"the model has {num_classes} classes but {len(self.class_names)} class names "
                              "were given")
 
-    @staticmethod
-    def from_model(path: Union[str, os.PathLike], config: Any = None, **kwargs: Any) -> Any:
+    @classmethod
+    def from_model(cls, path: Union[str, os.PathLike], config: Any = None, overrides: Sequence[str] = (),
+                   device: Union[str, torch.device] = "cpu", num_threads: Optional[int] = None,
+                   **kwargs: Any) -> Any:
         """The predictor for any model file, by suffix: `.ckpt` → `Predictor` (needs `config`),
         `.onnx` → `OnnxPredictor`, OpenVINO `.xml` / ncnn `.param` → `ExportedPredictor`; all
-        share `predict`. `kwargs`: see `nanodet_ghost.inference.factory.load_predictor`."""
-        from nanodet_ghost.inference.factory import load_predictor
-
-        return load_predictor(path, config, **kwargs)
+        share `predict`. Arguments: see `nanodet_ghost.inference.factory.load_predictor`."""
+        if not is_checkpoint(path):
+            return load_exported_predictor(path, num_threads=num_threads, **kwargs)
+        if config is None:
+            raise ValueError(f"{os.fspath(path)}: a checkpoint needs its config (exported models do not)")
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        return cls.from_checkpoint(config, path, device=device, overrides=overrides, **kwargs)
 
     @classmethod
     def from_checkpoint(cls, config: Any, ckpt: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu",

@@ -1,10 +1,12 @@
 """Detector weights in checkpoint files, read safely (`weights_only=True`, no pickled code).
 
 A training checkpoint is a Lightning checkpoint whose `state_dict` holds the live weights under
-`model.` and the EMA weights under `ema.module.`. A plain detector state dict is accepted too.
+`model.` and the EMA weights under `ema.module.`. A plain detector state dict is accepted too, as a
+torch file (.pth, .ckpt, ...) or a `.safetensors` file (read by `safetensors`, no pickle at all).
 `nanodet_ghost.model.load_detector(cfg, ckpt)` builds a detector from a config and loads one.
 
-This module imports only torch, so every part of the package (the backbone included) can use it.
+This module imports only torch and safetensors, so every part of the package (the backbone
+included) can use it.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import os
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
@@ -20,22 +24,49 @@ logger = logging.getLogger(__name__)
 MODEL_PREFIX = "model."
 EMA_PREFIX = "ema.module."
 MAX_LISTED = 10  # keys listed per kind of mismatch; the rest are counted
+SAFETENSORS_SUFFIX = ".safetensors"
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint cannot be read safely, or does not fit the model built from the config."""
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint with `weights_only=True`; a file that needs pickled code is refused.
+def is_safetensors(path: str | os.PathLike) -> bool:
+    """True for a `.safetensors` file name."""
+    return os.fspath(path).lower().endswith(SAFETENSORS_SUFFIX)
+
+
+def read_safetensors(path: str | os.PathLike) -> Dict[str, Tensor]:
+    """The tensors of a `.safetensors` file, on the CPU (no pickle, `torch.load` is never called).
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointMismatchError: not a weights-only torch file, or not a dict.
+        CheckpointMismatchError: not a readable safetensors file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointMismatchError(
+            f"{path}: cannot be read as a safetensors file ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint: a `.safetensors` file with `read_safetensors`, any other with
+    `torch.load(weights_only=True)` (a file that needs pickled code is refused).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointMismatchError: not a weights-only torch file or a safetensors file, or not a dict.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if is_safetensors(path):
+        return read_safetensors(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for foreign objects, RuntimeError for broken zips

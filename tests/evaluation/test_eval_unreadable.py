@@ -1,5 +1,6 @@
 """Unreadable images in an evaluation: dropped with their ground truth (one log line), or an error
-with `strict_images` / evaluation.strict / tools/test.py --strict. The DDP gather of them is in
+with `reject_unreadable_images` (evaluate_checkpoint, collect_predictions) / `strict_images`
+(CocoEvaluator) / evaluation.strict / tools/test.py --strict. The DDP gather of them is in
 test_eval_gather.py, the Lightning validation loop in tests/trainer/test_unreadable_validation.py."""
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def test_collect_predictions_skips_empty_batches_and_reports_dropped() -> None:
     assert list(preds) == [1] and calls == [1]
     assert unreadable == {2: "b.jpg: cannot decode"}
     with pytest.raises(EvaluationInputError, match=r"b\.jpg: cannot decode"):
-        collect_predictions(predict, _batches(), strict_images=True)
+        collect_predictions(predict, _batches(), reject_unreadable_images=True)
 
 
 # ------------------------------------------------------------------ evaluate_checkpoint, real files
@@ -119,7 +120,7 @@ def test_evaluate_checkpoint_drops_unreadable(coco_with_broken_image: Path, monk
     assert "b.jpg: truncated JPEG" in dropped[0]
 
     with pytest.raises(EvaluationInputError, match=r"b\.jpg: truncated JPEG"):
-        evaluate_checkpoint(cfg, root / "model.ckpt", "val", device="cpu", strict_images=True)
+        evaluate_checkpoint(cfg, root / "model.ckpt", "val", device="cpu", reject_unreadable_images=True)
     strict_cfg = load_config(str(root / "cfg.yml"), ["evaluation.strict=true"])
     with pytest.raises(EvaluationInputError, match=r"b\.jpg"):
         evaluate_checkpoint(strict_cfg, root / "model.ckpt", "val", device="cpu")

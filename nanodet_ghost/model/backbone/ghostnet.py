@@ -236,8 +236,9 @@ class GhostNet(nn.Module):
         activation: name of the activation (`ACTIVATIONS`).
         dynamic_experts: K > 0 makes every GhostModule's primary 1x1 conv a `DynamicConv2d` with K
             expert kernels; 0 (off) builds exactly the plain network (same modules and keys).
-        pretrained: local path of an official-layout ImageNet GhostNet 1.0x state dict (timm's
-            `ghostnet_100`; never downloaded). With width 1.0, depth 1.0 and no dynamic experts it
+        pretrained: local path of an official-layout ImageNet GhostNet 1.0x state dict, a torch
+            file (.pth, .ckpt) or a `.safetensors` file (timm's `ghostnet_100` has the same keys;
+            never downloaded). With width 1.0, depth 1.0 and no dynamic experts it
             loads strictly. With depth < 1 every kept block loads from its source block
             (`blocks.6.0.*` <- `blocks.6.3.*`), every tensor whose shape fits is loaded and the rest
             keep their initialisation (logged at INFO, counted). With dynamic experts every expert
@@ -347,9 +348,11 @@ class GhostNet(nn.Module):
         """Load an official ImageNet GhostNet 1.0x state dict from a local file (see the class doc).
 
         Accepts a bare state dict or one wrapped in `state_dict`/`model`, with or without a
-        `module.` prefix; classifier weights are dropped. The file must be a GhostNet 1.0x state
-        dict: any other missing or unexpected key, or a shape mismatch, raises a
-        `CheckpointMismatchError` that lists them (whatever this network's depth or experts).
+        `module.` prefix, in a torch or a `.safetensors` file; classifier weights are dropped.
+        BatchNorm `num_batches_tracked` counters may be absent (they are not weights). The file
+        must be a GhostNet 1.0x state dict: any other missing or unexpected key, or a shape
+        mismatch, raises a `CheckpointMismatchError` that lists them (whatever this network's
+        depth or experts).
         """
         if self.width != 1.0:
             raise CheckpointMismatchError(
@@ -365,6 +368,9 @@ class GhostNet(nn.Module):
         cleaned = {k: v for k, v in cleaned.items() if not k.startswith(CLASSIFIER_PREFIXES)}
         with torch.device("meta"):  # the full network's keys and shapes, allocating nothing
             reference = GhostNet(out_stages=self.out_stages).state_dict()
+        for key in reference:  # a counter, not a weight: some exports leave it out
+            if key.endswith(".num_batches_tracked"):
+                cleaned.setdefault(key, torch.tensor(0, dtype=torch.long))
         # Blocks past the last out stage are not built; their weights are expected and dropped.
         unbuilt_prefixes = [f"blocks.{i}." for i in range(len(self.blocks), len(GHOSTNET_STAGES) + 1)]
         missing, unexpected, mismatched = compare_state_dicts(reference, cleaned, ignore_unexpected=unbuilt_prefixes)
