@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Export a trained checkpoint for deployment (EMA weights, BatchNorm fused, metadata in every format).
 
-    python tools/export.py CONFIG CKPT --format {onnx,onnx-int8,openvino,openvino-int8,ncnn,mnn,safetensors}
+    python tools/export.py CONFIG CKPT --format {onnx,onnx-int8,openvino,openvino-int8,ncnn,mnn,mnn-int8,safetensors}
                            --out PATH [--head {raw,boxes,nms}] [--input-size W H]
                            [--calib-split train --calib-images 200]
                            [--dynamic-batch] [--check-map [SPLIT]] [-o KEY=VALUE ...]
@@ -14,6 +14,7 @@
 | openvino-int8 | model.xml (+ .bin) | OpenVINO, INT8 by NNCF (openvino) |
 | ncnn | model.param (+ .bin, .json sidecar) | ncnn, converted by pnnx (ncnn) |
 | mnn | model.mnn (+ .mnn.json sidecar) | MNN, converted by MNN's converter (mnn) |
+| mnn-int8 | model.mnn (+ .mnn.json sidecar) | MNN, INT8 by MNN's offline quantizer (mnn) |
 | safetensors | model.safetensors (weights + config, no pickle) | PyTorch: `load_safetensors_detector(PATH)` |
 
 --head chooses what the graph ends with: raw (default; scores + distribution logits), boxes

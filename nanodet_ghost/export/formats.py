@@ -7,7 +7,8 @@
 | openvino | .xml + .bin | `openvino.convert_model` of the ONNX export, rt_info metadata |
 | openvino-int8 | .xml + .bin | the same IR quantized by NNCF on the same calibration images |
 | ncnn | .param + .bin + .json | pnnx from the traced detector, json sidecar with the metadata |
-| mnn | .mnn + .json | MNN's converter from the ONNX export, json sidecar with the metadata |
+| mnn | .mnn + .mnn.json | MNN's converter from the ONNX export, json sidecar with the metadata |
+| mnn-int8 | .mnn + .mnn.json | the same, quantized by MNN's offline quantizer on the calibration images |
 | safetensors | .safetensors | deployable weights + config as metadata (`nanodet_ghost.export.safetensors_export`) |
 
 Each format ends in the chosen head (`nanodet_ghost.export.heads`: raw, boxes or nms) where its
@@ -36,11 +37,11 @@ logger = logging.getLogger(__name__)
 
 # format -> the suffix of the file named on the command line
 FORMATS: Dict[str, str] = {"onnx": ".onnx", "onnx-int8": ".onnx", "openvino": ".xml", "openvino-int8": ".xml",
-                           "ncnn": ".param", "mnn": ".mnn", "safetensors": ".safetensors"}
-INT8_FORMATS = ("onnx-int8", "openvino-int8")
+                           "ncnn": ".param", "mnn": ".mnn", "mnn-int8": ".mnn", "safetensors": ".safetensors"}
+INT8_FORMATS = ("onnx-int8", "openvino-int8", "mnn-int8")
 # The largest COCO mAP@[.5:.95] an export may lose against the PyTorch checkpoint.
 MAP_TOLERANCE = {"onnx": 0.002, "openvino": 0.002, "ncnn": 0.002, "mnn": 0.002, "onnx-int8": 0.010,
-                 "openvino-int8": 0.010}
+                 "openvino-int8": 0.010, "mnn-int8": 0.010}
 # format -> the heads its runtime can hold; the reason why not for the others.
 FORMAT_HEADS: Dict[str, Tuple[str, ...]] = {fmt: HEADS for fmt in FORMATS}
 FORMAT_HEADS["ncnn"] = ("raw", "boxes")
@@ -124,10 +125,10 @@ def export_model(
             note = f"{len(images)} given images"
     with tempfile.TemporaryDirectory(prefix="nanodet_export_") as tmp:
         fp32_path = export_onnx(model, cfg, os.path.join(tmp, "model.onnx"), input_size=size, head=head)
-        if fmt == "mnn":
+        if fmt in ("mnn", "mnn-int8"):
             from nanodet_ghost.export.mnn import export_mnn
 
-            return export_mnn(fp32_path, out_path)
+            return export_mnn(fp32_path, out_path, images if fmt == "mnn-int8" else None, calibration_note=note)
         if fmt == "onnx-int8":
             from nanodet_ghost.export.onnx_int8 import quantize_onnx
 

@@ -24,7 +24,7 @@ from nanodet_ghost.export.formats import MAP_TOLERANCE, export_checkpoint_format
 from nanodet_ghost.export.parity import compare_onnx_with_pytorch
 from nanodet_ghost.paths import REPO_ROOT
 
-FORMATS = {"onnx-int8": "model.int8.onnx", "openvino-int8": "model.int8.xml"}
+FORMATS = {"onnx-int8": "model.int8.onnx", "openvino-int8": "model.int8.xml", "mnn-int8": "model.int8.mnn"}
 EPOCHS, CALIB_IMAGES = 12, 32
 
 
@@ -48,7 +48,8 @@ def trained(bccd_root, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_int8_export_keeps_map(trained, fmt, tmp_path: Path) -> None:
-    pytest.importorskip("openvino" if fmt.startswith("openvino") else "onnxruntime")
+    runtime = {"openvino-int8": "openvino", "onnx-int8": "onnxruntime", "mnn-int8": "MNN"}[fmt]
+    pytest.importorskip(runtime, reason=f"{runtime} is not installed")
     cfg, ckpt = trained
     path = export_checkpoint_format(cfg, ckpt, fmt, tmp_path / FORMATS[fmt], calib_images=CALIB_IMAGES)
     result = compare_onnx_with_pytorch(cfg, ckpt, path, split="val", tolerance=MAP_TOLERANCE[fmt])
