@@ -55,5 +55,8 @@ class DataConfig:
     batch_size: int = 32  # per device
     val_batch_size: int = 16
     num_workers: int = 2
+    # keep what a source verified (records, sizes, skip counts) in a cache file beside the
+    # annotations and reuse it while they and the image folders are unchanged (data/label_cache.py)
+    cache_labels: bool = True
     pin_memory: bool = False
     persistent_workers: bool = False  # faster epoch starts; a resumed run then does not replay augmentations exactly
