@@ -199,12 +199,14 @@ class DetectionSource:
         """Fill the source with `read()` (which calls `_add_image` and returns the files and
         folders its result depends on), or from the label cache when `cache` and the cache is
         up to date; then `_finish`. See `data/label_cache.py` for `place`, `stem`, `identity`.
+        Never synchronises ranks itself (rank-0-only code may build a source under DDP); the
+        training DataModule builds on rank 0 first (`label_cache.rank_zero_first`).
         """
         if not cache:
             read()
             self._finish()
             return
-        label_cache.rank_zero_first(lambda: self._read_through_cache(read, place, stem, identity))
+        self._read_through_cache(read, place, stem, identity)
 
     def _read_through_cache(self, read: Callable[[], Iterable[str]], place: str, stem: str,
                             identity: Dict[str, Any]) -> None:

@@ -16,8 +16,11 @@ class names, layout, and the skipped / repaired / flagged counts that make its s
   image or a touched folder means a rebuild; an image rewritten in place does not.
 - A file that cannot be read is rebuilt with a warning. A cache is not written while a watched
   path changed less than `_RACY_S` before (an edit in the same timestamp tick could go unseen).
-- Under `torch.distributed`, rank 0 reads or builds first while the other ranks wait at a
-  barrier (one per source, on every rank, whatever happens), then the others read its file.
+- Building a source never synchronises ranks by itself, so that code run on rank 0 alone (the
+  final evaluation) can build one under an initialised process group. Code that every rank runs
+  (the training DataModule's `setup`) wraps its builds in `rank_zero_first`: rank 0 reads or
+  builds (and writes the cache) while the others wait at a barrier (one per call, on every
+  rank, whatever happens), then the others read its file.
 """
 from __future__ import annotations
 

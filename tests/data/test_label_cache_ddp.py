@@ -1,5 +1,6 @@
-"""Label cache under 2-process gloo: rank 0 reads the annotations, rank 1 waits and reads the
-cache; a dataset error on rank 0 is raised on both ranks without a hang."""
+"""Label cache under 2-process gloo: in the DataModule's setup, rank 0 reads the annotations and
+rank 1 waits and reads the cache; a source built on rank 0 alone (as the final evaluation does)
+does not wait for the others; a dataset error on rank 0 is raised on both ranks without a hang."""
 from __future__ import annotations
 
 import json
@@ -9,13 +10,26 @@ from pathlib import Path
 
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from omegaconf import OmegaConf
 
 from nanodet_ghost.data.base import DatasetError
 from nanodet_ghost.data.coco import CocoSource
+from nanodet_ghost.data.config import DataConfig
+from nanodet_ghost.data.loader import build_dataset
+from nanodet_ghost.trainer.datamodule import DetectionDataModule
 
-from label_cache_helpers import age, write_coco
+from label_cache_helpers import CLASSES, age, write_coco
 
 DEADLINE_S = 180  # two cold interpreters on two busy cores
+
+
+def _data_config(data_root: str) -> OmegaConf:
+    cfg = OmegaConf.structured(DataConfig)
+    cfg.class_names = CLASSES
+    for split in ("train", "val"):
+        cfg[split].root = str(Path(data_root) / "images")
+        cfg[split].ann_file = str(Path(data_root) / "annotations" / "instances.json")
+    return cfg
 
 
 def _worker(rank: int, init_file: str, data_root: str, out_dir: str) -> None:
@@ -32,16 +46,19 @@ def _worker(rank: int, init_file: str, data_root: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
                             timeout=timedelta(seconds=60))
     try:
+        cfg = _data_config(data_root)
         result = dict(rank=rank)
         try:
-            source = CocoSource(str(Path(data_root) / "images"),
-                                str(Path(data_root) / "annotations" / "instances.json"),
-                                cache_labels=True)
+            datamodule = DetectionDataModule(cfg, seed=0)
+            datamodule.setup("fit")
+            source = datamodule.train_set.source
             result.update(images=len(source), boxes=source.num_boxes, cache=source.label_cache,
-                          summary=source.summary())
+                          summary=source.summary(), val_cache=datamodule.val_set.source.label_cache)
+            if rank == 0:  # alone, while rank 1 waits at the barrier below
+                result.update(alone=len(build_dataset(cfg, "val")))
         except DatasetError as exc:
             result.update(error=str(exc))
-        dist.barrier()  # both ranks are still in step afterwards
+        dist.barrier()
         result.update(reads=len(reads))
         (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(result))
     finally:
@@ -66,12 +83,13 @@ def test_rank_zero_builds_the_others_read(tmp_path: Path) -> None:
     paths = write_coco(tmp_path / "ds", num_images=5)
     age(tmp_path / "ds")
     rank0, rank1 = _run(tmp_path, tmp_path / "ds")
+    # rank 0 read the json once (train); its val split and everything on rank 1 came from the cache
     assert rank0["reads"] == 1 and rank1["reads"] == 0
-    assert rank0["cache"] and rank1["cache"] == rank0["cache"]
+    assert rank0["cache"] and rank1["cache"] == rank0["cache"] == rank1["val_cache"]
     assert Path(rank0["cache"]).parent == paths["ann_file"].parent / ".nanodet_cache"
     for key in ("images", "boxes", "summary"):
         assert rank0[key] == rank1[key]
-    assert rank0["images"] == 5
+    assert rank0["images"] == 5 and rank0["alone"] == 5
 
 
 def test_error_on_rank_zero_reaches_every_rank(tmp_path: Path) -> None:
