@@ -232,7 +232,7 @@ def phase(name: str, folder: Path, workers: int, fraction: float) -> Dict[str, A
     source = dataset.source
     result = dict(seconds=seconds, rss_growth=rss1 - rss0, images=len(source),
                   boxes=source.num_boxes,
-                  records_bytes=sum(a.nbytes for a in source._records.arrays().values()),
+                  records_bytes=sum(a.nbytes for a in source.records.arrays().values()),
                   cache=source.label_cache,
                   cache_read=any(m.startswith("labels read from the cache") for m in messages))
     if workers:

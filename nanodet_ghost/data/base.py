@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 
 import numpy as np
 
-from nanodet_ghost.data import label_cache
 from nanodet_ghost.data.image_io import (
     ImageInfo,
     ImageReadError,
@@ -31,6 +30,7 @@ from nanodet_ghost.data.image_io import (
     read_image,
     read_image_size,
 )
+from nanodet_ghost.data.label_cache import LabelCache
 from nanodet_ghost.data.records import ImageRecord, RecordBuilder, RecordTable
 
 if TYPE_CHECKING:
@@ -138,6 +138,13 @@ class DetectionSource:
         return self._records[index].path
 
     @property
+    def records(self) -> RecordTable:
+        """All records as flat arrays (see `data/records.py`); read-only."""
+        if not isinstance(self._records, RecordTable):
+            raise RuntimeError(f"{self.name}: records are still being read")
+        return self._records
+
+    @property
     def num_boxes(self) -> int:
         return self._records.num_boxes
 
@@ -210,7 +217,7 @@ class DetectionSource:
 
     def _read_through_cache(self, read: Callable[[], Iterable[str]], place: str, stem: str,
                             identity: Dict[str, Any]) -> None:
-        cache = label_cache.LabelCache(place, stem, identity)
+        cache = LabelCache(place, stem, identity)
         if cache.load(self._restore_cached):
             self.label_cache = cache.path
             self._finish()

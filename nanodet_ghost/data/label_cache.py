@@ -33,7 +33,7 @@ import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Set, Tuple, TypeVar
 
 import numpy as np
 

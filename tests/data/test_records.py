@@ -76,6 +76,7 @@ def test_source_annotations_match_the_json(tmp_path: Path) -> None:
     ann["boxes"][:] = -1  # a copy: the source keeps its boxes
     np.testing.assert_array_equal(source.get_annotation(0)["boxes"], [[2, 3, 22, 13]])
     assert source.image_path(3) == str(paths["img_dir"] / "sub" / "img3.jpg")
+    assert len(source.records) == 4 and source.records.num_boxes == source.num_boxes == 7
 
 
 def test_cached_and_pickled_sources_give_the_same_samples(tmp_path: Path, monkeypatch) -> None:
