@@ -14,8 +14,9 @@ class names, layout, and the skipped / repaired / flagged counts that make its s
   mtime it had when the records were read. Sources watch their annotation files (the json, each
   xml / txt) and the folders the images lie in, so an edited annotation, an added or removed
   image or a touched folder means a rebuild; an image rewritten in place does not.
-- A file that cannot be read is rebuilt with a warning. A cache is not written while a watched
-  path changed less than `_RACY_S` before (an edit in the same timestamp tick could go unseen).
+- A file that cannot be read is deleted and rebuilt, with a warning. No cache is written while a
+  watched path changed less than `_RACY_S` before (an edit in the same timestamp tick could go
+  unseen).
 - Building a source never synchronises ranks by itself, so that code run on rank 0 alone (the
   final evaluation) can build one under an initialised process group. Code that every rank runs
   (the training DataModule's `setup`) wraps its builds in `rank_zero_first`: rank 0 reads or
@@ -174,8 +175,12 @@ class LabelCache:
                 if reason is None:
                     restore(header["source"], arrays)
             except Exception as exc:  # anything unreadable in a cache file means: rebuild it
-                logger.warning("label cache %s is unreadable (%s: %s); reading the annotations "
-                               "again and rewriting it", path, type(exc).__name__, exc)
+                logger.warning("label cache %s is unreadable (%s: %s); it is deleted and the "
+                               "annotations are read again", path, type(exc).__name__, exc)
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
                 continue
             if reason is not None:
                 stale.append(f"{path}: {reason}")

@@ -238,3 +238,14 @@ def test_config_key_switches_the_cache(tmp_path: Path, reads) -> None:
     assert build_dataset(on.data, "val").source.label_cache and reads["CocoSource"] == 2
     with pytest.raises(Exception, match="cache_labels"):
         _config(tmp_path, paths, ["data.cache_labels=sometimes"])
+
+
+def test_user_cache_folder_follows_the_environment(tmp_path: Path, monkeypatch) -> None:
+    from nanodet_ghost.paths import default_cache_dir
+
+    assert default_cache_dir() == tmp_path / "user_cache"  # $NANODET_GHOST_CACHE first
+    monkeypatch.delenv("NANODET_GHOST_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "nanodet_ghost"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == Path.home() / ".cache" / "nanodet_ghost"
