@@ -276,6 +276,7 @@ def _write_npz(path: str, arrays: Dict[str, np.ndarray]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from the dataset's other users
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -68,6 +68,7 @@ def test_second_build_reads_the_cache(tmp_path: Path, reads, caplog) -> None:
     first = _coco(paths)
     assert first.label_cache is not None and reads == {"CocoSource": 1}
     assert Path(first.label_cache).parent == paths["ann_file"].parent / ".nanodet_cache"
+    assert os.stat(first.label_cache).st_mode & 0o444 == 0o444  # others may read it
     caplog.set_level(logging.INFO)
     second = _coco(paths)
     assert reads == {"CocoSource": 1} and second.label_cache == first.label_cache
