@@ -21,8 +21,8 @@ setup(
     ],
     extras_require={
         # CI runs the parity tests of every deployment format, so dev pulls every runtime.
-        "dev": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "openvino>=2024.0", "nncf>=2.10", "ncnn>=1.0.20240410",
-                "pnnx>=20240410", "MNN>=3.0", "faster-coco-eval>=1.8"],
+        "dev": ["pytest>=7", "psutil>=5.9", "onnx>=1.15", "onnxruntime>=1.17", "openvino>=2024.0", "nncf>=2.10",
+                "ncnn>=1.0.20240410", "pnnx>=20240410", "MNN>=3.0", "faster-coco-eval>=1.8"],
         "fast-eval": ["faster-coco-eval>=1.8"],  # evaluation.backend: faster_coco_eval
         "onnxruntime": ["onnxruntime>=1.17"],  # run .onnx exports
         "openvino": ["openvino>=2024.0"],  # run OpenVINO IRs (.xml)
@@ -31,6 +31,6 @@ setup(
         # tools/export.py for every format: ONNX (+ ORT INT8), OpenVINO (+ NNCF INT8), ncnn (pnnx), MNN
         "export": ["onnx>=1.15", "onnxruntime>=1.17", "openvino>=2024.0", "nncf>=2.10", "ncnn>=1.0.20240410",
                    "pnnx>=20240410", "MNN>=3.0"],
-        "bench": ["ultralytics>=8.1"],
+        "bench": ["ultralytics>=8.1", "psutil>=5.9"],  # psutil: benchmarks/bench_scale.py
     },
 )

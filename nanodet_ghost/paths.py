@@ -12,3 +12,16 @@ def shared_data_root() -> Path:
     """`$NANODET_GHOST_DATA`, else `../shared/data` beside the repository root."""
     env = os.environ.get(DATA_ENV_VAR)
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+CACHE_ENV_VAR = "NANODET_GHOST_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Where generated files are kept: `$NANODET_GHOST_CACHE`, else
+    `$XDG_CACHE_HOME/nanodet_ghost`, else `~/.cache/nanodet_ghost`."""
+    env = os.environ.get(CACHE_ENV_VAR)
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "nanodet_ghost"

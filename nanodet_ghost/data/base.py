@@ -8,6 +8,10 @@ file; recoverable dirt (zero-size or out-of-image boxes, missing images) is skip
 header and tail once, so repairs done at decode time (PNG named .jpg, JPEG without end marker) and
 images that will not decode are in that same line rather than logged per file. A source left with
 no image at all raises `DatasetError`.
+
+Records are kept flat (`data/records.py`) so that DataLoader workers share them with the parent.
+With `cache_labels`, what a source verified is saved and reused while its files are unchanged
+(`data/label_cache.py`); `_read_or_load` runs a subclass's reading step or restores the cache.
 """
 from __future__ import annotations
 
@@ -15,8 +19,7 @@ import dataclasses
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
 
 import numpy as np
 
@@ -28,6 +31,8 @@ from nanodet_ghost.data.image_io import (
     read_image,
     read_image_size,
 )
+from nanodet_ghost.data.label_cache import LabelCache
+from nanodet_ghost.data.records import ImageRecord, RecordBuilder, RecordTable
 
 if TYPE_CHECKING:
     from nanodet_ghost.data.config import DatasetConfig
@@ -47,23 +52,6 @@ _IMAGE_SKIPS = {"missing image", "unreadable image", "missing annotation file", 
 
 class DatasetError(ValueError):
     """Malformed dataset files; the message names the file and the problem (line / position)."""
-
-
-@dataclass
-class ImageRecord:
-    """One image. Boxes are xyxy in original pixels; areas are what `to_coco` reports."""
-
-    image_id: int
-    file_name: str  # as reported by get_annotation / to_coco (relative to the image folder)
-    path: str  # where the image is read from
-    height: int
-    width: int
-    boxes: np.ndarray  # float32 [N, 4]
-    labels: np.ndarray  # int64 [N] contiguous
-    areas: np.ndarray  # float64 [N]
-    ignore: np.ndarray  # float32 [M, 4]
-    ignore_labels: np.ndarray  # int64 [M]
-    ignore_areas: np.ndarray  # float64 [M]
 
 
 def _plural(kind: str, n: int) -> str:
@@ -86,7 +74,8 @@ class DetectionSource:
 
     Attributes: `class_names: list[str]`, `category_ids: list[int]` (contiguous label -> COCO
     category id), `skipped: Counter[str]` (dropped images / boxes by kind), `fixed: Counter[str]`
-    (kept after repair, e.g. clipped boxes), `name` (used in log lines).
+    (kept after repair, e.g. clipped boxes), `name` (used in log lines), `label_cache` (the
+    label cache file read or written, else None).
     """
 
     class_names: List[str]
@@ -104,10 +93,12 @@ class DetectionSource:
         self._examples: Dict[str, List[str]] = {}
         self._files: Counter = Counter()  # distinct files per kind
         self._last_file: Dict[str, str] = {}
-        self._records: List[ImageRecord] = []
+        # filled by `_add_image` while reading, flattened by `_finish`
+        self._records: Union[RecordBuilder, RecordTable] = RecordBuilder()
         self._size_warned: Set[int] = set()
         # a JPEG cut mid-scan with at most this fraction missing is used (data.max_missing_fraction)
         self.max_missing_fraction = current_max_missing_fraction()
+        self.label_cache: Optional[str] = None
 
     # ---------------------------------------------------------------- public interface
     def __len__(self) -> int:
@@ -140,20 +131,29 @@ class DetectionSource:
         )
 
     @classmethod
-    def from_config(cls, cfg: "DatasetConfig", class_names: Sequence[str]) -> "DetectionSource":
-        """Build from a `data.<split>` config node; `class_names` is `data.class_names`."""
+    def from_config(cls, cfg: "DatasetConfig", class_names: Sequence[str],
+                    cache_labels: bool = False) -> "DetectionSource":
+        """Build from a `data.<split>` config node; `class_names` is `data.class_names`,
+        `cache_labels` is `data.cache_labels`."""
         raise NotImplementedError(f"{cls.__name__} does not implement from_config")
 
     def image_path(self, index: int) -> str:
         return self._records[index].path
 
     @property
+    def records(self) -> RecordTable:
+        """All records as flat arrays (see `data/records.py`); read-only."""
+        if not isinstance(self._records, RecordTable):
+            raise RuntimeError(f"{self.name}: records are still being read")
+        return self._records
+
+    @property
     def num_boxes(self) -> int:
-        return sum(len(r.boxes) for r in self._records)
+        return self._records.num_boxes
 
     @property
     def num_ignore(self) -> int:
-        return sum(len(r.ignore) for r in self._records)
+        return self._records.num_ignore
 
     def to_coco(self) -> Dict[str, Any]:
         """COCO instances-format ground truth of the kept images (ignore regions: iscrowd=1).
@@ -201,6 +201,75 @@ class DetectionSource:
         return [f"layout: {self.layout}"] if self.layout else []
 
     # ---------------------------------------------------------------- for subclasses
+    # Attributes of a subclass (json values) that the label cache saves and restores.
+    _cached_attributes: Sequence[str] = ()
+
+    def _read_or_load(self, read: Callable[[], Iterable[str]], cache: bool, place: str,
+                      stem: str, identity: Dict[str, Any]) -> None:
+        """Fill the source with `read()` (which calls `_add_image` and returns the files and
+        folders its result depends on), or from the label cache when `cache` and the cache is
+        up to date; then `_finish`. See `data/label_cache.py` for `place`, `stem`, `identity`.
+        Never synchronises ranks itself (rank-0-only code may build a source under DDP); the
+        training DataModule builds on rank 0 first (`label_cache.rank_zero_first`).
+        """
+        if not cache:
+            read()
+            self._finish()
+            return
+        self._read_through_cache(read, place, stem, identity)
+
+    def _read_through_cache(self, read: Callable[[], Iterable[str]], place: str, stem: str,
+                            identity: Dict[str, Any]) -> None:
+        # the threshold decides which cut JPEGs count as repaired: part of what was verified
+        cache = LabelCache(place, stem, {**identity, "max_missing_fraction": self.max_missing_fraction})
+        if cache.load(self._restore_cached):
+            self.label_cache = cache.path
+            self._finish()
+            return
+        cache.prepare()
+        try:
+            watched = read()
+            self._finish()
+        except BaseException:
+            cache.abandon()
+            raise
+        state = dict(
+            class_names=list(self.class_names), category_ids=[int(c) for c in self.category_ids],
+            layout=self.layout, skipped=dict(self.skipped), fixed=dict(self.fixed),
+            flagged=dict(self.flagged), examples=self._examples, files=dict(self._files),
+            attributes={name: getattr(self, name) for name in self._cached_attributes},
+            summary=self.summary(),  # for whoever opens the file; restored sources make their own
+        )
+        arrays = dict(self._records.arrays(),
+                      size_warned=np.array(sorted(self._size_warned), dtype=np.int64))
+        self.label_cache = cache.save(state, arrays, watched)
+
+    def _restore_cached(self, state: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> None:
+        """Take over what `_read_through_cache` saved; raises on content that does not fit."""
+        records = RecordTable(arrays)
+        size_warned = {int(i) for i in arrays["size_warned"]}
+        if size_warned and not 0 <= min(size_warned) <= max(size_warned) < len(records):
+            raise ValueError("size_warned indices outside the records")
+        class_names = [str(n) for n in state["class_names"]]
+        category_ids = [int(c) for c in state["category_ids"]]
+        if len(class_names) != len(category_ids):
+            raise ValueError("class_names and category_ids differ in length")
+        counters = [Counter({str(k): int(n) for k, n in state[key].items()})
+                    for key in ("skipped", "fixed", "flagged")]
+        examples = {str(k): [str(f) for f in v] for k, v in state["examples"].items()}
+        files = Counter({str(k): int(n) for k, n in state["files"].items()})
+        attributes = dict(state["attributes"])
+        if set(attributes) != set(self._cached_attributes):
+            raise ValueError(f"attributes {sorted(attributes)}, expected "
+                             f"{sorted(self._cached_attributes)}")
+        self._records, self._size_warned = records, size_warned
+        self.class_names, self.category_ids = class_names, category_ids
+        self.layout = str(state["layout"])
+        self.skipped, self.fixed, self.flagged = counters
+        self._examples, self._files = examples, files
+        for name, value in attributes.items():
+            setattr(self, name, value)
+
     def _skip(self, kind: str, where: str, n: int = 1) -> None:
         """Count `n` dropped items of `kind` (e.g. "zero-size box") seen in file `where`."""
         self._count(self.skipped, kind, where, n)
@@ -306,6 +375,8 @@ class DetectionSource:
 
         Raises `DatasetError` when no image is left.
         """
+        if isinstance(self._records, RecordBuilder):
+            self._records = self._records.build()
         if not self._records:
             raise DatasetError(self._nothing_left())
         dirty = (any(k not in _BENIGN_SKIPS for k in self.skipped) or bool(self.fixed)

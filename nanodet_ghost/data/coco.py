@@ -17,6 +17,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from nanodet_ghost.data import label_cache
 from nanodet_ghost.data.base import DatasetError, DetectionSource
 from nanodet_ghost.data.config import DatasetConfig
 
@@ -68,14 +69,27 @@ class CocoSource(DetectionSource):
     """Images in `img_dir` described by the COCO instances json `ann_file`.
 
     Images without non-crowd annotations are kept as background when `keep_background`, else
-    dropped (counted). Images whose file is missing or empty are skipped and counted.
+    dropped (counted). Images whose file is missing or empty are skipped and counted. With
+    `cache_labels`, the result is cached beside the json (see `data/label_cache.py`), valid while
+    the json and the folders of the images keep their size and mtime.
     """
 
     def __init__(self, img_dir: str, ann_file: str, class_names: Optional[Sequence[str]] = None,
-                 keep_background: bool = True, name: Optional[str] = None) -> None:
+                 keep_background: bool = True, name: Optional[str] = None,
+                 cache_labels: bool = False) -> None:
         ann_file, img_dir = str(ann_file), str(img_dir)
         super().__init__(name or os.path.splitext(os.path.basename(ann_file))[0], keep_background)
         self.img_dir = img_dir
+        identity = dict(format="coco", paths=dict(img_dir=img_dir, ann_file=ann_file),
+                        class_names=None if class_names is None else [str(n) for n in class_names],
+                        keep_background=keep_background)
+        self._read_or_load(lambda: self._read(img_dir, ann_file, class_names), cache_labels,
+                           place=os.path.dirname(ann_file),
+                           stem=os.path.splitext(os.path.basename(ann_file))[0], identity=identity)
+
+    def _read(self, img_dir: str, ann_file: str,
+              class_names: Optional[Sequence[str]]) -> List[str]:
+        """Read and check the json and the image headers; the paths the result depends on."""
         data = load_json(ann_file)
         _require_keys(ann_file, data, ("images", "annotations", "categories"), "the top level")
         for i, cat in enumerate(data["categories"]):
@@ -87,6 +101,7 @@ class CocoSource(DetectionSource):
         folder = os.path.basename(os.path.normpath(img_dir))
         self.layout = f"COCO {os.path.basename(ann_file)} + {folder}/"
         seen_ids = set()
+        image_paths = []
         for i, img in enumerate(data["images"]):
             _require_keys(ann_file, img, ("id", "file_name", "height", "width"), f"images[{i}]")
             image_id, file_name = int(img["id"]), str(img["file_name"])
@@ -95,6 +110,7 @@ class CocoSource(DetectionSource):
             seen_ids.add(image_id)
             rows = per_image.pop(image_id, [])
             path = os.path.join(img_dir, file_name)
+            image_paths.append(path)
             info = self._inspect_image(path, file_name, need_size=False)
             if info is None:
                 continue
@@ -124,7 +140,7 @@ class CocoSource(DetectionSource):
         if orphans:
             raise DatasetError(f"{ann_file}: {orphans} annotations refer to image ids that are "
                                f"not in 'images' (e.g. {sorted(per_image)[:3]})")
-        self._finish()
+        return [ann_file, *label_cache.folders_between(img_dir, image_paths)]
 
     @staticmethod
     def _group_annotations(ann_file: str, annotations: List[Any],
@@ -151,9 +167,11 @@ class CocoSource(DetectionSource):
         return per_image
 
     @classmethod
-    def from_config(cls, cfg: DatasetConfig, class_names: Sequence[str]) -> "CocoSource":
+    def from_config(cls, cfg: DatasetConfig, class_names: Sequence[str],
+                    cache_labels: bool = False) -> "CocoSource":
         if not cfg.ann_file:
             raise DatasetError(f"dataset '{cfg.name or cfg.root}': format coco needs ann_file")
         return cls(cfg.root, cfg.ann_file, list(class_names) or None,
-                   keep_background=cfg.keep_background, name=cfg.name)
+                   keep_background=cfg.keep_background, name=cfg.name,
+                   cache_labels=cache_labels)
 

@@ -55,6 +55,9 @@ class DataConfig:
     batch_size: int = 32  # per device
     val_batch_size: int = 16
     num_workers: int = 2
+    # keep what a source verified (records, sizes, skip counts) in a cache file beside the
+    # annotations and reuse it while they and the image folders are unchanged (data/label_cache.py)
+    cache_labels: bool = True
     pin_memory: bool = False
     # a JPEG whose data stops mid-scan is used (its missing part filled in by the decoder, counted
     # as repaired) when at most this fraction of the picture is missing; beyond, it is unreadable

@@ -149,16 +149,17 @@ def build_pipeline(data_cfg: Any, train: bool) -> Pipeline:
 
 
 def build_source_for(dataset_cfg: Any, class_names: Sequence[str],
-                     split: str = "train") -> DetectionSource:
+                     split: str = "train", cache_labels: bool = False) -> DetectionSource:
     """The source of the `data.<split>` node; format `synthetic` is handled here (its own split
-    defaults to `split`), the others by `nanodet_ghost.data.sources.build_source`."""
+    defaults to `split`; generated, so never label-cached), the others by
+    `nanodet_ghost.data.sources.build_source`."""
     if dataset_cfg.format == "synthetic":
         from nanodet_ghost.data.synthetic import SyntheticSource
 
         return SyntheticSource.from_config(dataset_cfg, class_names, default_split=split)
     from nanodet_ghost.data.sources import build_source
 
-    return build_source(dataset_cfg, class_names)
+    return build_source(dataset_cfg, class_names, cache_labels=cache_labels)
 
 
 def build_dataset(data_cfg: Any, split: str, seed: Optional[int] = None) -> DetectionDataset:
@@ -167,7 +168,8 @@ def build_dataset(data_cfg: Any, split: str, seed: Optional[int] = None) -> Dete
     The train split gets the augmenting `TrainPipeline` and substitutes unreadable images; val
     and test get `ValPipeline` and mark them (`unreadable_sample`), so that evaluation drops them
     with their ground truth, or fails under `evaluation.strict`. A val / test split without any
-    box logs a warning: its mAP can only be 0.
+    box logs a warning: its mAP can only be 0. With `data.cache_labels`, what the source verified
+    is cached and reused (`nanodet_ghost.data.label_cache`).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got '{split}'")
@@ -176,7 +178,8 @@ def build_dataset(data_cfg: Any, split: str, seed: Optional[int] = None) -> Dete
         raise ValueError(f"the config has no data.{split} section")
     limit = getattr(data_cfg, "max_missing_fraction", DEFAULT_MAX_MISSING_FRACTION)
     with max_missing_fraction(limit):  # the source keeps it: its reads in workers use it too
-        source = build_source_for(dataset_cfg, list(data_cfg.class_names), split)
+        source = build_source_for(dataset_cfg, list(data_cfg.class_names), split,
+                                  cache_labels=bool(getattr(data_cfg, "cache_labels", False)))
     train = split == "train"
     if not train and getattr(source, "num_boxes", 1) == 0:
         logger.warning("%s: the %s split has %d images but no ground-truth boxes, so its mAP "

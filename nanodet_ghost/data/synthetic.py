@@ -9,8 +9,9 @@ each object.
 
 Files are generated once (no download) into `<cache>/synthetic_v3/<split>/` as `images/*.jpg` plus
 `annotations.json`, where `<cache>` is the `root` argument, else `$NANODET_GHOST_CACHE`, else
-`~/.cache/nanodet_ghost`. A split is regenerated when its completion marker is missing or was
-written with other parameters. The same seed gives the same bytes.
+`$XDG_CACHE_HOME/nanodet_ghost`, else `~/.cache/nanodet_ghost`. A split is regenerated when its
+completion marker is missing or was written with other parameters. The same seed gives the same
+bytes.
 """
 from __future__ import annotations
 
@@ -27,11 +28,11 @@ import cv2
 import numpy as np
 
 from nanodet_ghost.data.coco import CocoSource
+from nanodet_ghost.paths import CACHE_ENV_VAR, default_cache_dir  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
 SYNTHETIC_CLASSES = ("circle", "triangle", "rectangle", "star", "ring", "cross")
-CACHE_ENV_VAR = "NANODET_GHOST_CACHE"
 VERSION = "synthetic_v3"
 # split -> (number of images, seed)
 SPLITS: Dict[str, Tuple[int, int]] = {"train": (300, 1001), "val": (60, 2002), "test": (60, 3003)}
@@ -41,12 +42,6 @@ _MIN_SIZE, _MAX_SIZE = 28, 128
 _MIN_CONTRAST = 70.0  # L2 distance (0..255 BGR) between an object and the background under it
 _MAX_HIDDEN = 1 / 3  # a new object may hide at most this fraction of an earlier one
 _SUBPIXEL = 16  # cv2 drawing with shift=4
-
-
-def default_cache_dir() -> Path:
-    """`$NANODET_GHOST_CACHE`, else `~/.cache/nanodet_ghost`."""
-    env = os.environ.get(CACHE_ENV_VAR)
-    return Path(env) if env else Path.home() / ".cache" / "nanodet_ghost"
 
 
 # ----------------------------------------------------------------------------- drawing

@@ -23,6 +23,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from nanodet_ghost.data import label_cache
 from nanodet_ghost.data.base import DatasetError, DetectionSource
 from nanodet_ghost.data.config import DatasetConfig
 from nanodet_ghost.data.image_io import IMAGE_EXTENSIONS
@@ -96,11 +97,14 @@ class VocSource(DetectionSource):
 
     Listed images whose xml or image is missing, or whose image header is unreadable, are skipped
     and counted; zero-size / out-of-image boxes are handled by the base class. No image found at
-    all raises `DatasetError` naming the folders searched.
+    all raises `DatasetError` naming the folders searched. With `cache_labels`, the result is
+    cached in `root` (see `data/label_cache.py`), valid while every xml, the split list and the
+    folders of the xml files and images keep their size and mtime.
     """
 
     def __init__(self, root: str, class_names: Sequence[str], split: Optional[str] = None,
-                 keep_background: bool = True, name: Optional[str] = None) -> None:
+                 keep_background: bool = True, name: Optional[str] = None,
+                 cache_labels: bool = False) -> None:
         root = str(root)
         default_name = os.path.basename(os.path.normpath(root)) + (f" {split}" if split else "")
         super().__init__(name or default_name, keep_background)
@@ -109,6 +113,13 @@ class VocSource(DetectionSource):
         self.root = root
         self.class_names = [str(n) for n in class_names]
         self.category_ids = list(range(1, len(self.class_names) + 1))
+        identity = dict(format="voc", paths=dict(root=root), class_names=self.class_names,
+                        split=split, keep_background=keep_background)
+        self._read_or_load(lambda: self._read(root, split), cache_labels, place=root,
+                           stem=f"voc_{split or 'all'}", identity=identity)
+
+    def _read(self, root: str, split: Optional[str]) -> List[str]:
+        """Find the layout, read every xml and image header; the paths the result depends on."""
         label_of = {n: i for i, n in enumerate(self.class_names)}
         layout = find_voc_layout(root, split)
         self.layout = layout.description
@@ -146,12 +157,19 @@ class VocSource(DetectionSource):
                 f"{root}: none of the {len(annotated)} images named by the annotations was found "
                 f"(layout: {layout.description}; e.g. no image '{annotated[0]}.<ext>' in "
                 f"{layout.img_dir})")
-        self._finish()
+        xml_paths = [os.path.join(layout.ann_dir, layout.xml_files.get(s, s)) for s in layout.stems]
+        # where each image is (or would be) looked for: the folder of img_dir/<stem>
+        image_stems = [os.path.join(layout.img_dir, s) for s in layout.stems]
+        lists = os.path.join(root, "ImageSets", "Main")
+        return [lists, os.path.join(lists, f"{split}.txt") if split else lists, layout.ann_dir,
+                layout.img_dir, *xml_paths,
+                *label_cache.folders_between(root, xml_paths + image_stems)]
 
     @classmethod
-    def from_config(cls, cfg: DatasetConfig, class_names: Sequence[str]) -> "VocSource":
+    def from_config(cls, cfg: DatasetConfig, class_names: Sequence[str],
+                    cache_labels: bool = False) -> "VocSource":
         return cls(cfg.root, class_names, split=cfg.split, keep_background=cfg.keep_background,
-                   name=cfg.name)
+                   name=cfg.name, cache_labels=cache_labels)
 
 
 def find_voc_layout(root: str, split: Optional[str]) -> VocLayout:

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from nanodet_ghost.data import label_cache
 from nanodet_ghost.data.base import DatasetError, DetectionSource
 from nanodet_ghost.data.config import DatasetConfig
 from nanodet_ghost.data.image_io import IMAGE_EXTENSIONS
@@ -116,22 +117,38 @@ class YoloSource(DetectionSource):
 
     Images whose header cannot be read are skipped and counted; boxes are converted to xyxy
     pixels with the image size from the header and checked by the base class. No image found
-    raises `DatasetError` naming what was looked for.
+    raises `DatasetError` naming what was looked for. With `cache_labels`, the result is cached
+    in `root` (or beside the data.yaml, see `data/label_cache.py`), valid while the yaml, list
+    files, label files and the folders of images and labels keep their size and mtime.
     """
+
+    _cached_attributes = ("missing_labels",)
 
     def __init__(self, root: str, class_names: Optional[Sequence[str]] = None,
                  split: Optional[str] = None, keep_background: bool = True,
-                 name: Optional[str] = None) -> None:
+                 name: Optional[str] = None, cache_labels: bool = False) -> None:
         root = str(root)
         base_name = os.path.basename(os.path.normpath(root))
         if os.path.splitext(base_name)[1].lower() in (".yaml", ".yml"):
             base_name = os.path.basename(os.path.dirname(os.path.abspath(root)))
         super().__init__(name or base_name + (f" {split}" if split else ""), keep_background)
         self.root = root
-        images, yaml_path, self.layout = find_yolo_images(root, split)
+        self.missing_labels = 0
+        identity = dict(format="yolo", paths=dict(root=root),
+                        class_names=None if class_names is None else [str(n) for n in class_names],
+                        split=split, keep_background=keep_background)
+        place = root if os.path.isdir(root) else os.path.dirname(root)
+        self._read_or_load(lambda: self._read(root, split, class_names), cache_labels, place=place,
+                           stem=f"yolo_{split or 'all'}", identity=identity)
+
+    def _read(self, root: str, split: Optional[str],
+              class_names: Optional[Sequence[str]]) -> List[str]:
+        """Find the images, read every label file and image header; the paths the result
+        depends on."""
+        looked_at: List[str] = [root]
+        images, yaml_path, self.layout = find_yolo_images(root, split, looked_at)
         self.class_names = _resolve_names(root, yaml_path, class_names)
         self.category_ids = list(range(1, len(self.class_names) + 1))
-        self.missing_labels = 0
         for image_id, (img_path, file_name, label_path, where) in enumerate(images):
             info = self._inspect_image(img_path, file_name)
             if info is None:
@@ -148,7 +165,12 @@ class YoloSource(DetectionSource):
             self._add_image(image_id=image_id, file_name=file_name, path=img_path, height=height,
                             width=width, boxes=boxes, labels=classes,
                             where=where)
-        self._finish()
+        image_paths = [img for img, _, _, _ in images]
+        label_paths = [label for _, _, label, _ in images]
+        top = os.path.dirname(os.path.abspath(root)) if os.path.isfile(root) else root
+        # every label file (edits), and the folders of images and labels (added or removed files)
+        return [*looked_at, *label_paths,
+                *label_cache.folders_between(top, image_paths + label_paths)]
 
     def _summary_notes(self) -> List[str]:
         notes = super()._summary_notes()
@@ -157,9 +179,10 @@ class YoloSource(DetectionSource):
         return notes
 
     @classmethod
-    def from_config(cls, cfg: DatasetConfig, class_names: Sequence[str]) -> "YoloSource":
+    def from_config(cls, cfg: DatasetConfig, class_names: Sequence[str],
+                    cache_labels: bool = False) -> "YoloSource":
         return cls(cfg.root, list(class_names) or None, split=cfg.split,
-                   keep_background=cfg.keep_background, name=cfg.name)
+                   keep_background=cfg.keep_background, name=cfg.name, cache_labels=cache_labels)
 
 
 def _relative(path: str, base: str) -> str:
@@ -182,18 +205,24 @@ def _resolve_names(root: str, yaml_path: Optional[str],
     return from_yaml
 
 
-def find_yolo_images(root: str, split: Optional[str]) -> Tuple[ImageList, Optional[str], str]:
-    """([(image path, file_name, label path)], yaml path or None, layout description)."""
+def find_yolo_images(root: str, split: Optional[str], looked_at: Optional[List[str]] = None,
+                     ) -> Tuple[ImageList, Optional[str], str]:
+    """([(image path, file_name, label path)], yaml path or None, layout description).
+
+    `looked_at`, when given, receives the yaml, list files and folders that decided the list
+    (for the label cache)."""
+    looked_at = [] if looked_at is None else looked_at
     if os.path.isfile(root) and os.path.splitext(root)[1].lower() in (".yaml", ".yml"):
-        return _yaml_images(root, split)
+        return _yaml_images(root, split, looked_at)
     if not os.path.isdir(root):
         raise DatasetError(f"{root}: YOLO dataset folder or data.yaml not found")
     yaml_path = next((os.path.join(root, n) for n in _YAML_NAMES
                       if os.path.isfile(os.path.join(root, n))), None)
     img_dir = os.path.join(root, "images", split) if split else os.path.join(root, "images")
     lbl_dir = os.path.join(root, "labels", split) if split else os.path.join(root, "labels")
+    looked_at += [os.path.join(root, n) for n in _YAML_NAMES] + [img_dir, lbl_dir]
     if not os.path.isdir(img_dir) and yaml_path is not None:
-        return _yaml_images(yaml_path, split)
+        return _yaml_images(yaml_path, split, looked_at)
     if not os.path.isdir(img_dir):
         rel = os.path.relpath(img_dir, root)
         raise DatasetError(f"{root}: no YOLO images found; looked for the folder {rel}/ and for "
@@ -210,7 +239,9 @@ def find_yolo_images(root: str, split: Optional[str]) -> Tuple[ImageList, Option
     return images, yaml_path, layout
 
 
-def _yaml_images(yaml_path: str, split: Optional[str]) -> Tuple[ImageList, str, str]:
+def _yaml_images(yaml_path: str, split: Optional[str],
+                 looked_at: List[str]) -> Tuple[ImageList, str, str]:
+    looked_at.append(yaml_path)
     data = load_yaml(yaml_path)
     entries = [k for k in ("train", "val", "test") if data.get(k)]
     if not split:
@@ -222,8 +253,10 @@ def _yaml_images(yaml_path: str, split: Optional[str]) -> Tuple[ImageList, str, 
     paths: List[str] = []
     for item in entry if isinstance(entry, list) else [entry]:
         target = os.path.join(base, str(item))
+        looked_at.append(target)
         if not os.path.exists(target) and str(item).startswith("../"):
             target = os.path.join(base, str(item)[3:])
+            looked_at.append(target)
         if os.path.isdir(target):
             paths += [os.path.join(target, rel) for rel in _list_images(target)]
         elif os.path.isfile(target):

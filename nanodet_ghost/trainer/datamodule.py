@@ -7,6 +7,7 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, DistributedSampler
 
+from nanodet_ghost.data.label_cache import rank_zero_first
 from nanodet_ghost.data.loader import DetectionDataset, build_dataloader, build_dataset, derive_seed
 from nanodet_ghost.evaluation import CocoEvaluator
 
@@ -54,9 +55,16 @@ class DetectionDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str = "fit") -> None:
         if stage == "fit" and self.train_set is None:
-            self.train_set = build_dataset(self.data_cfg, "train", seed=self.seed)
+            self.train_set = self._build("train", seed=self.seed)
         if self.val_set is None:
-            self.val_set = build_dataset(self.data_cfg, self.val_split)
+            self.val_set = self._build(self.val_split)
+
+    def _build(self, split: str, seed: Optional[int] = None) -> DetectionDataset:
+        """`build_dataset`; with `data.cache_labels` under an initialised process group (every
+        rank runs `setup`), rank 0 first: it writes the label cache that the others then read."""
+        if getattr(self.data_cfg, "cache_labels", False):
+            return rank_zero_first(lambda: build_dataset(self.data_cfg, split, seed=seed))
+        return build_dataset(self.data_cfg, split, seed=seed)
 
     def build_evaluator(self) -> CocoEvaluator:
         self.setup("validate")
