@@ -171,3 +171,27 @@ def test_heads_a_runtime_cannot_hold_are_refused_in_one_line(export_model, cfg, 
     with pytest.raises(ValueError, match="static batch"):
         export_format(export_model, cfg, "onnx", tmp_path / "m.onnx", input_size=SIZE, head="nms",
                       dynamic_batch=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "ncnn", "--head", "nms", "--out", "m.param"],
+     "tools/export.py: error: --format ncnn cannot hold --head nms: ncnn has no NonMaxSuppression layer; "
+     "use --head raw or boxes (and NMS in the predictor)"),
+    (["--format", "onnx", "--head", "nms", "--dynamic-batch", "--out", "m.onnx"],
+     "tools/export.py: error: --head nms has a static batch: drop --dynamic-batch (or use --head raw or boxes)"),
+    (["--format", "onnx", "--head", "decoded", "--out", "m.onnx"], "argument --head: invalid choice: 'decoded'"),
+    (["--format", "tflite", "--out", "m.tflite"], "argument --format: invalid choice: 'tflite'"),
+])
+def test_export_tool_refuses_heads_and_formats_with_a_usage_error(args, message, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from nanodet_ghost.paths import REPO_ROOT
+
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "export.py"),
+                           str(REPO_ROOT / "config" / "nanodet_ghost_320.yml"), str(tmp_path / "never_read.ckpt")]
+                          + args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr.strip().splitlines()[-1]
+    if "invalid choice" in message:  # argparse names what works
+        assert "choose from" in proc.stderr
