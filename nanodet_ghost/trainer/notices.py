@@ -23,8 +23,10 @@ _ADVERT_PREFIX = "💡 Tip: For seamless cloud"
 
 # (message regex, category, emitting module regex) of each hidden warning.
 HIDDEN_WARNINGS: Tuple[Tuple[str, type, str], ...] = (
-    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"pytorch_lightning\.utilities\._pytree\Z"),
-    (r"Found \d+ module\(s\) in eval mode at the start of training", UserWarning, r"pytorch_lightning\.loops\.fit_loop\Z"),
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning,
+     r"pytorch_lightning\.utilities\._pytree\Z"),
+    (r"Found \d+ module\(s\) in eval mode at the start of training", UserWarning,
+     r"pytorch_lightning\.loops\.fit_loop\Z"),
 )
 
 
