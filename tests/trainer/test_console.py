@@ -56,6 +56,7 @@ def test_training_console_says_each_thing_once(devices, tiny_coco, tmp_path):
     for text in FORBIDDEN:
         assert text not in console, f"{text!r} in the console:\n{console[-3000:]}"
 
+    assert proc.stderr.count("annotations: 12 images") == 1  # the training set, loaded by each rank
     assert re.search(r"model: \d+\.\d{3} M parameters, \d+\.\d{3} GMACs", proc.stderr)
     assert "Total FLOPs" not in console
     # The final evaluation: its full COCO summary (once: validations show it at DEBUG only) and mAP.
