@@ -120,9 +120,23 @@ def config_path(path: str) -> str:
     return path
 
 
+def process_rank() -> int:
+    """This process's rank in a distributed run, from the environment that torchrun (RANK) or
+    Lightning's DDP launcher (NODE_RANK, LOCAL_RANK) sets before it starts; 0 outside one. Any
+    non-zero rank is returned as 1 when only the node and local ranks are known."""
+    if os.environ.get("RANK", "").isdigit():
+        return int(os.environ["RANK"])
+    return int(any(os.environ.get(name, "0") not in ("", "0") for name in ("NODE_RANK", "LOCAL_RANK")))
+
+
 def configure_logging(level: str = "INFO", fmt: str = LOG_FORMAT) -> None:
-    """Log to stderr at `level` (a name such as "DEBUG"), the same way in every tool."""
-    logging.basicConfig(level=level.upper(), format=fmt)
+    """Log to stderr at `level` (a name such as "DEBUG"), the same way in every tool. In a
+    distributed run only rank 0 logs at INFO; the other ranks log their warnings and errors (all
+    of it at DEBUG), so that the console says each thing once."""
+    level = level.upper()
+    if level == "INFO" and process_rank() != 0:
+        level = "WARNING"
+    logging.basicConfig(level=level, format=fmt)
 
 
 def exit_codes_help() -> str:

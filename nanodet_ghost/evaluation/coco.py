@@ -13,6 +13,8 @@ Conventions:
   not run: stats are all 0.0 and the reason is in `warnings` (and logged).
 - `per_class_ap[name]` is AP@[.5:.95] (area all, 100 detections) and is NaN for a class without
   ground truth, which pycocotools leaves undefined. Every class of `class_names` is present.
+- The evaluator logs its warnings; the summary and the per-class table are returned, never logged
+  at INFO: the caller reports them once (training: one line and the table per validation).
 - `backend` picks the COCOeval implementation (`nanodet_ghost.evaluation.backends`): pycocotools,
   the reference, or faster_coco_eval, which gives the same numbers faster.
 """
@@ -277,9 +279,10 @@ class CocoEvaluator:
                  "are the ground truth's")
         per_class, rows = self._per_class(coco_eval)
         table = self._table(rows)
-        logger.info("COCO bbox evaluation (%d images, %d detections):\n%s",
-                    len(self._img_ids), len(results), summary)
-        logger.info("per-class AP:\n%s", table)
+        # The summary and the table are the caller's to report, once, at its level: a line per
+        # validation in training, the whole summary in a final evaluation or tools/test.py.
+        logger.debug("COCO bbox evaluation of %d images, %d detections: mAP %.4f", len(self._img_ids),
+                     len(results), stats[0])
         return CocoEvalResult(stats, per_class, summary, table, tuple(warns),
                               len(self._img_ids), len(results),
                               coco_eval if keep_eval else None)

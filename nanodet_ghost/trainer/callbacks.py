@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Optional, Sequence
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.trainer.states import TrainerFn
+from torch.utils.flop_counter import FlopCounterMode
+
+from nanodet_ghost.model import count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -54,3 +58,38 @@ class ValidateBeforeStop(Callback):
             trainer.fit_loop.epoch_loop.val_loop.run()
         finally:
             trainer.training = True
+
+
+class DetectorSummary(Callback):
+    """Log the detector's size in one line when fitting starts (rank 0), in place of Lightning's
+    model summary, which counts the EMA copy as a second model and, without an example input,
+    reports 0 FLOPs.
+
+    Parameters are those deployed (`count_parameters`: no training-only auxiliary head);
+    multiply-adds are counted by torch's `FlopCounterMode` over one forward pass of the validated
+    weights on a `[1, 3, H, W]` image, as tools/flops.py counts them (convolutions and matrix
+    products; MACs = FLOPs / 2).
+
+    Args:
+        input_size: (W, H) of the validation input, `data.input_size`.
+    """
+
+    def __init__(self, input_size: Sequence[int]) -> None:
+        self.width, self.height = int(input_size[0]), int(input_size[1])
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        model = pl_module.eval_model  # what pl_module(images) runs
+        was_training = model.training
+        model.eval()  # a train-mode BatchNorm would learn from the zero image
+        counter = FlopCounterMode(display=False)
+        try:
+            with counter, torch.no_grad():
+                pl_module(torch.zeros(1, 3, self.height, self.width, device=pl_module.device))
+        finally:
+            model.train(was_training)
+        macs = counter.get_total_flops() // 2
+        logger.info("model: %.3f M parameters, %.3f GMACs (%.3f GFLOPs) per %dx%d image",
+                    count_parameters(pl_module.model) / 1e6, macs / 1e9, 2 * macs / 1e9,
+                    self.width, self.height)

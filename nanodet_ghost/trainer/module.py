@@ -148,9 +148,33 @@ class DetectorModule(pl.LightningModule):
         self._val_predictions, self._val_unreadable = {}, {}
         if self.trainer.sanity_checking or self.evaluator is None:
             return
-        result = self.evaluator.evaluate(predictions, unreadable=unreadable)
-        logger.info("epoch %d: evaluated %d images (%d detections)\n%s\n%s", self.current_epoch,
-                    len(predictions), result.num_detections, result.summary, result.table)
-        self.log_dict({k: float(v) for k, v in result.metrics("val/").items()}, rank_zero_only=False)
-        self.log("val/num_images", float(len(predictions)), rank_zero_only=False)
+        result = self._evaluate_on_rank_zero(predictions, unreadable)
+        if self.trainer.is_global_zero:
+            logger.info("epoch %d: mAP %.4f, AP50 %.4f (%d images, %d detections)\n%s", self.current_epoch,
+                        result.stats[0], result.stats[1], len(predictions), result.num_detections, result.table)
+            logger.debug("epoch %d COCO summary:\n%s", self.current_epoch, result.summary)
+        # Every rank holds rank 0's numbers, so the max over ranks is a no-op; sync_dist tells Lightning
+        # they are global (ModelCheckpoint reads them on every rank).
+        metrics = {**result.metrics("val/"), "val/num_images": float(len(predictions))}
+        self.log_dict({k: float(v) for k, v in metrics.items()}, sync_dist=True, reduce_fx="max")
         self.last_eval = result
+
+    def _evaluate_on_rank_zero(self, predictions: Dict[int, Dict[str, np.ndarray]],
+                               unreadable: Dict[int, str]) -> CocoEvalResult:
+        """COCOeval of the gathered predictions, run once (on rank 0) and sent to every rank, so its
+        warnings are logged once and all ranks log the same numbers. An evaluation error is raised
+        on every rank, so no rank waits for the others."""
+        result: Optional[CocoEvalResult] = None
+        error: Optional[Exception] = None
+        if self.trainer.is_global_zero:
+            try:
+                result = self.evaluator.evaluate(predictions, unreadable=unreadable)
+            except Exception as exc:  # raised below, once the other ranks know of it
+                error = exc
+        message = None if error is None else f"{type(error).__name__}: {error}"
+        result, message = self.trainer.strategy.broadcast((result, message), src=0)
+        if error is not None:
+            raise error
+        if message is not None:
+            raise RuntimeError(f"the validation evaluation failed on rank 0: {message}")
+        return result

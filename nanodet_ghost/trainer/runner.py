@@ -5,7 +5,6 @@ import json
 import logging
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -19,16 +18,15 @@ from nanodet_ghost.config import ConfigError, to_yaml
 from nanodet_ghost.evaluation import evaluate_checkpoint
 from nanodet_ghost.model import build_model
 from nanodet_ghost.model.weights import load_for_finetune, read_checkpoint
-from nanodet_ghost.trainer.callbacks import ValidateBeforeStop
+from nanodet_ghost.trainer.callbacks import DetectorSummary, ValidateBeforeStop
 from nanodet_ghost.trainer.checkpoint import AtomicCheckpointIO
 from nanodet_ghost.trainer.datamodule import DetectionDataModule
 from nanodet_ghost.trainer.module import DetectorModule
+from nanodet_ghost.trainer.notices import hide_unactionable_notices
 from nanodet_ghost.trainer.plot_callbacks import finish_run_plots, training_pictures
 from nanodet_ghost.trainer.time_budget import TimeBudget, parse_duration
 
 logger = logging.getLogger(__name__)
-# The EMA copy is kept in eval mode on purpose; Lightning would warn about it on every fit.
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 CHECKPOINT_DIR = "checkpoints"
 BEST_NAME = "best"
@@ -127,16 +125,20 @@ def build_trainer(cfg: DictConfig, save_dir: Path, extra_callbacks: Sequence[Cal
         ValidateBeforeStop(),  # the weights a run stops with can become best.ckpt
         LearningRateMonitor(logging_interval="step"),
         TQDMProgressBar(refresh_rate=max(1, train.log_every_n_steps)),
+        DetectorSummary(cfg.data.input_size),
         *extra_callbacks,
     ]
     # Each run (and each resume) logs into its own logs/version_N, so a resume never overwrites;
-    # both loggers share that folder.
+    # both loggers share that folder. The CSV logger comes first: it opens the folder when it is
+    # still empty (Lightning opens the loggers in this order). Behind the TensorBoard logger it would
+    # find the new event file there and warn that a previous run's logs "will be deleted".
     version = next_log_version(save_dir / "logs")
-    loggers = [TensorBoardLogger(save_dir=str(save_dir), name="logs", version=version),
-               CSVLogger(save_dir=str(save_dir), name="logs", version=version)]
+    loggers = [CSVLogger(save_dir=str(save_dir), name="logs", version=version),
+               TensorBoardLogger(save_dir=str(save_dir), name="logs", version=version)]
     devices: Any = train.devices
     if isinstance(devices, str) and devices.isdigit():
         devices = int(devices)
+    hide_unactionable_notices()
     return pl.Trainer(
         default_root_dir=str(save_dir),
         max_epochs=train.max_epochs,
@@ -156,6 +158,7 @@ def build_trainer(cfg: DictConfig, save_dir: Path, extra_callbacks: Sequence[Cal
         callbacks=callbacks,
         logger=loggers,
         plugins=[AtomicCheckpointIO()],
+        enable_model_summary=False,  # DetectorSummary logs our own
         num_sanity_val_steps=1,
     )
 

@@ -87,7 +87,8 @@ def run_validate(config: str, out_dir: Path, rank: int) -> None:
         enable_progress_bar=False, enable_model_summary=False,
         strategy=DDPStrategy(process_group_backend="gloo", timeout=COLLECTIVE_TIMEOUT),
     )
-    trainer.validate(module, datamodule=DetectionDataModule(cfg.data, seed=cfg.train.seed))
+    trainer.validate(module, datamodule=DetectionDataModule(cfg.data, seed=cfg.train.seed,
+                                                            strict_images=cfg.evaluation.strict))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     torch.save({"records": records, "metrics": metrics}, out_dir / f"rank{trainer.global_rank}.pt")
 

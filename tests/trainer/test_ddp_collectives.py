@@ -35,8 +35,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_two_ranks(*args: str, cwd: Path) -> List[subprocess.CompletedProcess]:
-    """Start ranks 0 and 1 of `ddp_worker.py ARGS` as torchrun would; kill both on timeout."""
+def run_two_ranks(*args: str, cwd: Path, check: bool = True) -> List[subprocess.CompletedProcess]:
+    """Start ranks 0 and 1 of `ddp_worker.py ARGS` as torchrun would; kill both on timeout.
+    `check`: both must succeed."""
     env_common = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
                   "WORLD_SIZE": "2", "NODE_RANK": "0", "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, str(WORKER), *args], cwd=cwd, text=True,
@@ -56,7 +57,7 @@ def run_two_ranks(*args: str, cwd: Path) -> List[subprocess.CompletedProcess]:
                 proc.kill()
                 proc.communicate()
     for r, res in enumerate(results):
-        assert res.returncode == 0, f"rank {r} failed:\n{res.stderr[-3000:]}"
+        assert res.returncode == 0 or not check, f"rank {r} failed:\n{res.stderr[-3000:]}"
     return results
 
 
@@ -143,3 +144,17 @@ def test_validation_with_a_short_last_batch_without_boxes(last, tiny_coco, tmp_p
             for key, value in losses.items():
                 torch.testing.assert_close(steps[r][k]["losses"][key], value, rtol=1e-5, atol=1e-6,
                                            msg=f"rank {r} step {k} {key}")
+
+
+@pytest.mark.slow
+def test_validation_error_on_rank_zero_ends_every_rank(tiny_coco, tmp_path):
+    # COCOeval runs on rank 0 only; its error (an unreadable image under evaluation.strict) must
+    # reach rank 1 too, which would otherwise wait for rank 0's result until the timeout.
+    ann_path = short_val_split(tmp_path / "val5", "unreadable")
+    config = write_config(tiny_coco, tmp_path / "run", {
+        "data.val.root": str(ann_path.parent / "images"), "data.val.ann_file": str(ann_path),
+        "data.val_batch_size": 2, "evaluation.strict": True,
+    })
+    rank0, rank1 = run_two_ranks("validate", str(config), str(tmp_path), cwd=tmp_path, check=False)
+    assert rank0.returncode != 0 and "EvaluationInputError" in rank0.stderr, rank0.stderr[-3000:]
+    assert rank1.returncode != 0 and "failed on rank 0: EvaluationInputError" in rank1.stderr, rank1.stderr[-3000:]
