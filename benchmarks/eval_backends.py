@@ -144,11 +144,38 @@ def compare_backends(num_images: int, dets_per_image: int = 100, seed: int = 0,
                 stats={run.backend: list(run.result.stats) for run in runs})
 
 
+def compare_on_checkpoint(config: str, ckpt: str, split: str, overrides: Sequence[str] = (),
+                          backends: Sequence[str] = ()) -> Dict[str, Any]:
+    """Evaluate a trained checkpoint's real predictions on `split` with each backend (the first is
+    the reference), through `evaluate_checkpoint` (what tools/test.py runs).
+
+    Returns:
+        dict(images, detections, map={backend: mAP}, max_stat_diff={backend: d},
+        max_class_ap_diff={backend: d}).
+    """
+    from nanodet_ghost.config import load_config
+    from nanodet_ghost.evaluation.runner import evaluate_checkpoint
+
+    backends = list(backends) or installed_backends()
+    results = {name: evaluate_checkpoint(load_config(config, list(overrides) + [f"evaluation.backend={name}"]),
+                                         ckpt, split, device="cpu") for name in backends}
+    reference = results[backends[0]]
+    diffs = {name: max_differences(reference, result) for name, result in results.items()}
+    return dict(images=reference.num_images, detections=reference.num_detections,
+                map={name: result.map for name, result in results.items()},
+                max_stat_diff={name: d[0] for name, d in diffs.items()},
+                max_class_ap_diff={name: d[1] for name, d in diffs.items()})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--dets", type=int, default=100, help="detections per image")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint", nargs=3, action="append", default=[], metavar=("CONFIG", "CKPT", "SPLIT"),
+                        help="also compare the backends on a trained checkpoint's predictions (repeatable)")
+    parser.add_argument("--override", "-o", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides of the --checkpoint runs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("nanodet_ghost.evaluation.coco",):  # its summary tables would drown the figures
@@ -160,6 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("%-17s %8.2f s  (speed-up x%.2f over %s)  max |stat diff| %.3g  max |class AP diff| %.3g",
                     name, seconds, report["seconds"][reference] / seconds, reference,
                     report["max_stat_diff"][name], report["max_class_ap_diff"][name])
+    for config, ckpt, split in args.checkpoint:
+        real = compare_on_checkpoint(config, ckpt, split, args.override)
+        logger.info("%s on %s (%d images, %d detections):", ckpt, split, real["images"], real["detections"])
+        for name in real["map"]:
+            logger.info("%-17s mAP %.6f  max |stat diff| %.3g  max |class AP diff| %.3g", name, real["map"][name],
+                        real["max_stat_diff"][name], real["max_class_ap_diff"][name])
     return 0
 
 

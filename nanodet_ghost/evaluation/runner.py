@@ -80,7 +80,7 @@ def _torch_predict_fn(cfg: Any, ckpt_path: Path, device: Any) -> PredictFn:
 
 
 def _onnx_predict_fn(cfg: Any, onnx_path: Path) -> PredictFn:
-    """Predictions of an exported model (ONNX Runtime, OpenVINO or ncnn, by suffix) with the same
+    """Predictions of an exported model (ONNX Runtime, OpenVINO, ncnn or MNN, by suffix) with the same
     decode + NMS as `model.predict` (numpy twin).
 
     `OnnxPredictor.from_config(onnx_path, cfg.model)` takes its postprocess settings from the
@@ -91,7 +91,7 @@ def _onnx_predict_fn(cfg: Any, onnx_path: Path) -> PredictFn:
     try:
         if onnx_path.suffix.lower() == ".onnx":
             from nanodet_ghost.inference.onnx_predictor import OnnxPredictor as predictor_class
-        else:  # OpenVINO .xml, ncnn .param: the same numpy pre/post-processing over another runtime
+        else:  # OpenVINO .xml, ncnn .param, .mnn: the same numpy pre/post-processing over another runtime
             from nanodet_ghost.inference.exported_predictor import ExportedPredictor as predictor_class
     except ImportError as exc:
         raise EvaluationInputError(
@@ -186,7 +186,9 @@ def evaluate_checkpoint(
 
     dataset = build_dataset(cfg.data, split)
     source = _source_of(dataset)
-    if ckpt.suffix.lower() in (".onnx", ".xml", ".param"):  # exported: ONNX Runtime, OpenVINO, ncnn
+    from nanodet_ghost.inference.backends import MODEL_SUFFIXES
+
+    if ckpt.suffix.lower() in MODEL_SUFFIXES:  # exported: ONNX Runtime, OpenVINO, ncnn, MNN
         predict_fn = _onnx_predict_fn(cfg, ckpt)
     else:
         predict_fn = _torch_predict_fn(cfg, ckpt, device)
