@@ -1,13 +1,16 @@
 """Time the COCO evaluation backends (pycocotools, faster_coco_eval) on generated COCO-like data.
 
     python benchmarks/eval_backends.py [--images 5000] [--dets 100] [--seed 0]
+                                       [--checkpoint CONFIG CKPT SPLIT ...] [--write]
 
 Generates a ground truth of `--images` 640x480 images over 80 categories (0-15 boxes each, sizes
 from small to large, a few crowd regions, some images without boxes) and `--dets` detections per
 image (jittered copies of the boxes, wrong classes, false positives; some images without any),
 scores them with each installed backend through `CocoEvaluator.evaluate_results` and logs the
 largest difference of the 12 stats and of the per-class APs from pycocotools' and the seconds
-each took. `compare_backends` is the function a scale benchmark calls.
+each took. `compare_backends` is the function a scale benchmark calls. `--checkpoint` also scores
+a trained checkpoint's real predictions on SPLIT with each backend (`compare_on_checkpoint`);
+`--write` puts the results in the "Evaluation backends" section of docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ import argparse
 import importlib.util
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -176,23 +181,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also compare the backends on a trained checkpoint's predictions (repeatable)")
     parser.add_argument("--override", "-o", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides of the --checkpoint runs")
+    parser.add_argument("--write", action="store_true", help="write the docs/benchmarks.md section")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("nanodet_ghost.evaluation.coco",):  # its summary tables would drown the figures
         logging.getLogger(name).setLevel(logging.WARNING)
     report = compare_backends(args.images, args.dets, args.seed)
-    logger.info("%d images, %d detections", report["images"], report["detections"])
+    lines = [f"Generated COCO-like data, {report['images']} images, {report['detections']} detections:", "",
+             "| backend | seconds | speed-up | max abs stat diff | max abs per-class AP diff |",
+             "|---|---:|---:|---:|---:|"]
     reference = next(iter(report["seconds"]))
     for name, seconds in report["seconds"].items():
-        logger.info("%-17s %8.2f s  (speed-up x%.2f over %s)  max |stat diff| %.3g  max |class AP diff| %.3g",
-                    name, seconds, report["seconds"][reference] / seconds, reference,
-                    report["max_stat_diff"][name], report["max_class_ap_diff"][name])
+        lines.append(f"| {name} | {seconds:.2f} | {report['seconds'][reference] / seconds:.2f}x | "
+                     f"{report['max_stat_diff'][name]:.3g} | {report['max_class_ap_diff'][name]:.3g} |")
     for config, ckpt, split in args.checkpoint:
         real = compare_on_checkpoint(config, ckpt, split, args.override)
-        logger.info("%s on %s (%d images, %d detections):", ckpt, split, real["images"], real["detections"])
+        lines += ["", f"Real predictions: `{Path(ckpt).name}` of `{config}` on its {split} split ({real['images']} "
+                      f"images, {real['detections']} detections):", "",
+                  "| backend | mAP | max abs stat diff | max abs per-class AP diff |", "|---|---:|---:|---:|"]
         for name in real["map"]:
-            logger.info("%-17s mAP %.6f  max |stat diff| %.3g  max |class AP diff| %.3g", name, real["map"][name],
-                        real["max_stat_diff"][name], real["max_class_ap_diff"][name])
+            lines.append(f"| {name} | {real['map'][name]:.6f} | {real['max_stat_diff'][name]:.3g} | "
+                         f"{real['max_class_ap_diff'][name]:.3g} |")
+    print("\n".join(lines))
+    if args.write:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from report import machine_description, today, write_section
+
+        command = "python benchmarks/eval_backends.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_section("Evaluation backends", "\n".join(
+            [f"Measured {today()} by `{command.replace(' --write', '')} --write` on {machine_description()}.", ""]
+            + lines))
     return 0
 
 
