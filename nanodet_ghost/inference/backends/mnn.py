@@ -6,15 +6,33 @@ a batch is run image by image when the export's batch is 1.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
 from nanodet_ghost.inference.backends import (check_batch, check_outputs, import_runtime, read_json_sidecar,
                                               require_file)
 from nanodet_ghost.inference.metadata import ModelFileError, ModelMetadata, parse_metadata
+
+
+@contextlib.contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """MNN's C++ code prints banners to the process's stdout ("The device supports: ...", "MNN use
+    high precision") when it is imported and when a model is loaded; they would mix into a tool's
+    output (e.g. predictions written to stdout). File descriptor 1 points to /dev/null meanwhile."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def sidecar_path(model_path: Union[str, "os.PathLike[str]"]) -> Path:
@@ -42,17 +60,19 @@ class MnnBackend:
         width, height = self.metadata.input_size
         self.input_hw: Tuple[int, int] = (height, width)
         self.fixed_batch: Optional[int] = 1
-        mnn = import_runtime("MNN", "MNN", "mnn", self.path)
-        self._expr = mnn.expr
         config: Dict[str, Any] = {"backend": "CPU", "precision": "high"}
         if num_threads is not None:
             config["numThread"] = int(num_threads)
-        try:
-            runtime = mnn.nn.create_runtime_manager((config,))
-            self.module = mnn.nn.load_module_from_file(self.path, [self.input_name], list(self.output_names),
-                                                       runtime_manager=runtime)
-        except Exception as exc:  # MNN raises bare Exceptions / RuntimeErrors
-            raise ModelFileError(f"{self.path}: MNN cannot load it ({str(exc).strip() or type(exc).__name__})") from None
+        with _native_stdout_silenced():
+            mnn = import_runtime("MNN", "MNN", "mnn", self.path)
+            self._expr = mnn.expr
+            try:
+                runtime = mnn.nn.create_runtime_manager((config,))
+                self.module = mnn.nn.load_module_from_file(self.path, [self.input_name], list(self.output_names),
+                                                           runtime_manager=runtime)
+            except Exception as exc:  # MNN raises bare Exceptions / RuntimeErrors
+                raise ModelFileError(f"{self.path}: MNN cannot load it "
+                                     f"({str(exc).strip() or type(exc).__name__})") from None
         if self.module is None:
             raise ModelFileError(f"{self.path}: MNN cannot load it")
 
