@@ -195,3 +195,15 @@ def test_export_tool_refuses_heads_and_formats_with_a_usage_error(args, message,
     assert message in proc.stderr.strip().splitlines()[-1]
     if "invalid choice" in message:  # argparse names what works
         assert "choose from" in proc.stderr
+
+
+def test_mnn_banners_stay_out_of_stdout(exports) -> None:
+    import subprocess
+    import sys
+
+    path = _need(exports, "mnn", "raw")
+    code = ("import sys; from nanodet_ghost.inference.exported_predictor import ExportedPredictor; "
+            f"ExportedPredictor({str(path)!r}); print('only this')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "only this\n"
