@@ -1,15 +1,13 @@
-#!/usr/bin/env python
-"""Train a detector: `tools/train.py CONFIG [--resume | --resume-from CKPT] [key=value ...]`.
+"""Train a detector: `nanodet-ghost train CONFIG [--resume | --resume-from CKPT] [key=value ...]`.
 
 Checkpoints, TensorBoard/CSV logs, the resolved config and the final evaluation go to
 `train.save_dir`. `--resume` continues from the run's own `checkpoints/last.ckpt`;
 `--resume-from CKPT` from any checkpoint. Overrides apply to a resumed run too, e.g.
-`tools/train.py CONFIG --resume train.max_epochs=60` trains on to epoch 60.
+`nanodet-ghost train CONFIG --resume train.max_epochs=60` trains on to epoch 60.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import List, Optional
 
 from nanodet_ghost.cli import EXIT_OK, TIMED_LOG_FORMAT, config_path, run_main, tool_parser
@@ -19,8 +17,8 @@ from nanodet_ghost.trainer.runner import train
 PROG = "tools/train.py"
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = tool_parser(PROG, __doc__)
+def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.Namespace:
+    parser = tool_parser(prog, __doc__)
     parser.add_argument("config", help="YAML config")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", action="store_true",
@@ -45,9 +43,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_main(PROG, parse_args, run, argv, TIMED_LOG_FORMAT)
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    return run_main(prog, parse_args, run, argv, TIMED_LOG_FORMAT)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

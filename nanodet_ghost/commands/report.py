@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """What a config's dataset holds, and whether its boxes suit the input size.
 
-    python tools/dataset_report.py CONFIG [--split train] [--out DIR] [-o KEY=VALUE ...]
+    nanodet-ghost report CONFIG [--split train] [--out DIR] [-o KEY=VALUE ...]
 
 Prints, for every split of the config: images, boxes per class, images without boxes, ignore
 regions; then, for `--split`: the share of GT boxes that get at least one positive from the
@@ -16,31 +15,26 @@ means they are too small for the input size: raise `data.input_size` or lower th
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import List, Optional
 
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-if _REPO_ROOT not in sys.path:  # run as `python tools/dataset_report.py` without installing
-    sys.path.insert(0, _REPO_ROOT)
-
-from nanodet_ghost.analysis.dataset_stats import (  # noqa: E402
+from nanodet_ghost.analysis.dataset_stats import (
     positive_coverage,
     report_figure,
     report_table,
     split_stats,
 )
-from nanodet_ghost.analysis.figures import save_figure  # noqa: E402
-from nanodet_ghost.cli import EXIT_OK, UsageError, config_path, run_main, tool_parser  # noqa: E402
-from nanodet_ghost.config import load_config  # noqa: E402
-from nanodet_ghost.data.loader import SPLITS, build_source_for  # noqa: E402
-from nanodet_ghost.model import build_model  # noqa: E402
+from nanodet_ghost.analysis.figures import save_figure
+from nanodet_ghost.cli import EXIT_OK, UsageError, config_path, run_main, tool_parser
+from nanodet_ghost.config import load_config
+from nanodet_ghost.data.loader import SPLITS, build_source_for
+from nanodet_ghost.model import build_model
 
 PROG = "tools/dataset_report.py"
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = tool_parser(PROG, __doc__.splitlines()[0])
+def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.Namespace:
+    parser = tool_parser(prog, __doc__.splitlines()[0])
     parser.set_defaults(log_level="WARNING")  # the loaders' summaries are in the report already
     parser.add_argument("config", help="YAML config")
     parser.add_argument("--split", choices=SPLITS, default="train",
@@ -74,9 +68,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_main(PROG, parse_args, run, argv)
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    return run_main(prog, parse_args, run, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

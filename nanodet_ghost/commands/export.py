@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Export a trained checkpoint for deployment (EMA weights, BatchNorm fused, metadata in every format).
 
-    python tools/export.py CONFIG CKPT --format {onnx,onnx-int8,openvino,openvino-int8,ncnn,mnn,safetensors}
+    nanodet-ghost export CONFIG CKPT --format {onnx,onnx-int8,openvino,openvino-int8,ncnn,mnn,safetensors}
                            --out PATH [--head {raw,boxes,nms}] [--input-size W H]
                            [--calib-split train --calib-images 200]
                            [--dynamic-batch] [--check-map [SPLIT]] [-o KEY=VALUE ...]
@@ -22,7 +21,7 @@ y2, score, class, and num_detections [B]; thresholds from model.postprocess, fix
 static batch). ncnn has no NMS layer: it takes raw or boxes.
 
 Every format carries the class names, input size, BGR mean/std, letterbox mode, strides, reg_max
-centre offset and head, so `ExportedPredictor(PATH)`, `tools/test.py CONFIG PATH` and `demo/demo.py`
+centre offset and head, so `ExportedPredictor(PATH)`, `nanodet-ghost test CONFIG PATH` and `nanodet-ghost demo`
 run it with no guessing. INT8 formats calibrate on --calib-images images of the --calib-split
 split through the validation preprocessing. fp32 formats are checked against PyTorch on a random
 input after export; `--check-map` also compares COCO mAP with the checkpoint on SPLIT (default val)
@@ -32,25 +31,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 from typing import List, Optional
 
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-if _REPO_ROOT not in sys.path:  # run as `python tools/export.py` without installing
-    sys.path.insert(0, _REPO_ROOT)
-
-from nanodet_ghost.cli import EXIT_FAILED, EXIT_OK, UsageError, config_path, run_main, tool_parser  # noqa: E402
-from nanodet_ghost.export.formats import FORMATS, INT8_FORMATS, MAP_TOLERANCE  # noqa: E402
-from nanodet_ghost.export.heads import HEADS  # noqa: E402
+from nanodet_ghost.cli import EXIT_FAILED, EXIT_OK, UsageError, config_path, run_main, tool_parser
+from nanodet_ghost.export.formats import FORMATS, INT8_FORMATS, MAP_TOLERANCE
+from nanodet_ghost.export.heads import HEADS
 
 PROG = "tools/export.py"
 RAW_TOLERANCE = 1e-4  # relative to the largest output: random inputs drive logits into the hundreds
-logger = logging.getLogger("nanodet_ghost.tools.export")
+logger = logging.getLogger(__name__)
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = tool_parser(PROG, __doc__.splitlines()[0])
+def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.Namespace:
+    parser = tool_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("config", help="config yaml used for training")
     parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt; EMA weights preferred)")
     parser.add_argument("--format", required=True, choices=list(FORMATS), help="deployment format")
@@ -127,9 +120,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_main(PROG, parse_args, run, argv)
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    return run_main(prog, parse_args, run, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,10 @@
-#!/usr/bin/env python
 """COCO bbox evaluation from the command line.
 
 Score an existing COCO results file (no model, no torch needed):
-    python tools/test.py --ann GT.json --results R.json [--stats-out S.json]
+    nanodet-ghost test --ann GT.json --results R.json [--stats-out S.json]
 
 Evaluate a checkpoint (or an exported .onnx / OpenVINO .xml / ncnn .param model) on a config's split:
-    python tools/test.py CONFIG CKPT [--split val|test] [--out results.json] [--stats-out S.json]
+    nanodet-ghost test CONFIG CKPT [--split val|test] [--out results.json] [--stats-out S.json]
 
 `--plots DIR` (either mode) also writes the figures of `nanodet_ghost.analysis` to DIR: PR and
 P / R / F1 curves, confusion matrix, per-class and per-size AP, and in checkpoint mode the first
@@ -20,32 +19,28 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
 
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-if _REPO_ROOT not in sys.path:  # run as `python tools/test.py` without installing the package
-    sys.path.insert(0, _REPO_ROOT)
+from nanodet_ghost.cli import EXIT_OK, config_path, run_main, tool_parser
+from nanodet_ghost.evaluation.backends import DEFAULT_BACKEND, EVAL_BACKENDS
+from nanodet_ghost.evaluation.coco import CocoEvalResult, evaluate_results_file
+from nanodet_ghost.evaluation.jsonio import save_stats
 
-from nanodet_ghost.cli import EXIT_OK, config_path, run_main, tool_parser  # noqa: E402
-from nanodet_ghost.evaluation.backends import DEFAULT_BACKEND, EVAL_BACKENDS  # noqa: E402
-from nanodet_ghost.evaluation.coco import CocoEvalResult, evaluate_results_file  # noqa: E402
-from nanodet_ghost.evaluation.jsonio import save_stats  # noqa: E402
-
-logger = logging.getLogger("nanodet_ghost.tools.test")
+logger = logging.getLogger(__name__)
 PROG = "tools/test.py"
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.Namespace:
     parser = tool_parser(
-        PROG, "COCO bbox evaluation of a results file, a checkpoint or an exported model.",
+        prog, "COCO bbox evaluation of a results file, a checkpoint or an exported model.",
         epilog="examples:\n"
-        "  tools/test.py --ann instances_val.json --results results.json --stats-out stats.json\n"
-        "  tools/test.py config/ghost.yml work_dirs/run/model_best.ckpt --split val --out r.json",
+        "  nanodet-ghost test --ann instances_val.json --results results.json --stats-out stats.json\n"
+        "  nanodet-ghost test config/ghost.yml work_dirs/run/model_best.ckpt --split val --out r.json",
     )
     parser.add_argument("config", nargs="?", help="config yaml (checkpoint mode)")
-    parser.add_argument("checkpoint", nargs="?", help=".ckpt (EMA weights preferred), or .onnx / .xml / .param from tools/export.py")
+    parser.add_argument("checkpoint", nargs="?",
+                        help=".ckpt (EMA weights preferred), or .onnx / .xml / .param from `nanodet-ghost export`")
     parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--out", help="write the COCO results json here (checkpoint mode)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -122,14 +117,11 @@ def _log_plots(files: List[Path]) -> None:
 
 def run_and_report(args: argparse.Namespace) -> int:
     if args.log_level == "INFO":  # the summary and table are printed below: don't log them twice
-        logging.getLogger("nanodet_ghost.evaluation.coco").setLevel(logging.WARNING)
+        logging.getLogger(__name__).setLevel(logging.WARNING)
     _report(run(args))
     return EXIT_OK
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_main(PROG, parse_args, run_and_report, argv)
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    return run_main(prog, parse_args, run_and_report, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,18 +1,18 @@
-#!/usr/bin/env python
 """The README's main job: train on the embedded synthetic dataset, report COCO mAP, predict.
 
-    python tools/quickstart.py [key=value ...]
+    nanodet-ghost quickstart [key=value ...]
 
-Generates the dataset on first use (no download), trains `config/quickstart.yml` (its
+Generates the dataset on first use (no download), trains the bundled `quickstart` config (its
 `train.time_budget`: under 10 minutes in all on 2 CPU cores), evaluates the best checkpoint with
 pycocotools, then runs the predictor on the first four validation images and saves a 2x2 grid of
-what it found (and, outlined in white, what it missed) next to the checkpoints.
+what it found (and, outlined in white, what it missed) next to the checkpoints. Everything is written
+under `train.save_dir` (work_dirs/quickstart, relative to the current folder); the dataset under
+`$NANODET_GHOST_CACHE` (default ~/.cache/nanodet_ghost).
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import List, Optional
 
 from nanodet_ghost.analysis.drawing import write_image
@@ -22,7 +22,6 @@ from nanodet_ghost.analysis import PLOTS_DIR
 from nanodet_ghost.config import load_config
 from nanodet_ghost.data.loader import build_source_for
 from nanodet_ghost.inference.predictor import Predictor
-from nanodet_ghost.paths import REPO_ROOT
 from nanodet_ghost.trainer.runner import train
 
 DEMO_SCORE_THR = 0.3  # the score a demo-style prediction must reach to be drawn
@@ -31,9 +30,10 @@ GRID_IMAGES = 4  # the first val images, not chosen ones
 PROG = "tools/quickstart.py"
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = tool_parser(PROG, __doc__)
-    parser.add_argument("--config", default=str(REPO_ROOT / "config" / "quickstart.yml"))
+def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.Namespace:
+    parser = tool_parser(prog, __doc__)
+    parser.add_argument("--config", default="quickstart",
+                        help="a YAML file or a bundled config's name (default quickstart)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.max_epochs=2")
     return parser.parse_intermixed_args(argv)  # overrides may come before or after the options
 
@@ -68,9 +68,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_main(PROG, parse_args, run, argv, TIMED_LOG_FORMAT)
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    return run_main(prog, parse_args, run, argv, TIMED_LOG_FORMAT)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

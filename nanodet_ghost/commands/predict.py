@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Detect objects in images, folders, globs, videos or a camera, and save what was found.
 
-    python tools/predict.py SOURCE --model MODEL [--config CONFIG] [--out DIR] [--score-thr 0.3]
+    nanodet-ghost predict SOURCE --model MODEL [--config CONFIG] [--out DIR] [--score-thr 0.3]
         [--ann GT.json] [--max-frames N] [--device cpu] [-o KEY=VALUE ...]
 
 SOURCE is an image file, a folder of images, a quoted glob ("shots/*.jpg"), a video file or a
@@ -17,7 +16,7 @@ Image ids are 1, 2, ... in the order of the sorted file names (a video frame: it
 named `clip.mp4:FRAME`), and category ids are label + 1, unless --ann names a COCO json: then each image
 gets the id of the json image with the same file_name (relative name, else base name; images it
 does not list are left out of predictions.json) and each class the id of the json category with
-its name, so `tools/test.py --ann GT.json --results DIR/predictions.json` scores the run.
+its name, so `nanodet-ghost test --ann GT.json --results DIR/predictions.json` scores the run.
 Only detections scoring at least --score-thr are drawn and saved; use a low one (0.05) to score.
 """
 from __future__ import annotations
@@ -28,30 +27,25 @@ import glob
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-if _REPO_ROOT not in sys.path:  # run as `python tools/predict.py` without installing the package
-    sys.path.insert(0, _REPO_ROOT)
+import cv2
+import numpy as np
+from tqdm import tqdm
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from nanodet_ghost.cli import (  # noqa: E402
+from nanodet_ghost.cli import (
     EXIT_OK,
     InputError,
     UsageError,
     run_main,
     tool_parser,
 )
-from nanodet_ghost.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image  # noqa: E402
-from nanodet_ghost.inference.visualize import draw_detections, make_palette  # noqa: E402
+from nanodet_ghost.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image
+from nanodet_ghost.inference.visualize import draw_detections, make_palette
 
-logger = logging.getLogger("nanodet_ghost.tools.predict")
+logger = logging.getLogger(__name__)
 PROG = "tools/predict.py"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 SOURCE_KINDS = "an image, a folder, a glob, a video file or a camera id"
@@ -266,8 +260,8 @@ def run_stream(source: Source, predictor: Any, args: argparse.Namespace, outputs
     return frames
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = tool_parser(PROG, __doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]))
+def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.Namespace:
+    parser = tool_parser(prog, __doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]))
     parser.add_argument("source", help=SOURCE_KINDS)
     parser.add_argument("--model", required=True,
                         help=".ckpt checkpoint (with --config), or an exported .onnx, .xml or .param")
@@ -298,9 +292,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_main(PROG, parse_args, run, argv)
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    return run_main(prog, parse_args, run, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,11 @@
-#!/usr/bin/env python
 """Detection demo on images, a video file or a webcam.
 
-    python demo/demo.py image  --config C --model M --path IMG_OR_FOLDER [--save-result] [--no-show]
-    python demo/demo.py video  --config C --model M --path VIDEO.mp4     [--save-result] [--no-show]
-    python demo/demo.py webcam --config C --model M [--camid 0]          [--save-result] [--no-show]
+    nanodet-ghost demo image  --config C --model M --path IMG_OR_FOLDER [--save-result] [--no-show]
+    nanodet-ghost demo video  --config C --model M --path VIDEO.mp4     [--save-result] [--no-show]
+    nanodet-ghost demo webcam --config C --model M [--camid 0]          [--save-result] [--no-show]
 
 M is a checkpoint (.ckpt, run with PyTorch; needs --config) or an exported model: .onnx (ONNX
-Runtime, fp32 or INT8), .xml (OpenVINO) or .param (ncnn), from tools/export.py; the config is then
+Runtime, fp32 or INT8), .xml (OpenVINO) or .param (ncnn), from `nanodet-ghost export`; the config is then
 optional, everything is in the model's metadata. Results are drawn
 with class names and scores; videos show the FPS. Without a display (no DISPLAY / WAYLAND_DISPLAY
 on Linux, or when `cv2.imshow` fails) the demo says so and saves the results instead. Annotated
@@ -22,18 +21,14 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional
 
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
+import cv2
 
-import cv2  # noqa: E402
+from nanodet_ghost.cli import InputError, config_path, run_main, tool_parser
+from nanodet_ghost.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image
+from nanodet_ghost.inference.factory import is_checkpoint, load_predictor
+from nanodet_ghost.inference.visualize import draw_detections, draw_fps, make_palette
 
-from nanodet_ghost.cli import InputError, config_path, run_main, tool_parser  # noqa: E402
-from nanodet_ghost.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image  # noqa: E402
-from nanodet_ghost.inference.factory import is_checkpoint, load_predictor  # noqa: E402
-from nanodet_ghost.inference.visualize import draw_detections, draw_fps, make_palette  # noqa: E402
-
-logger = logging.getLogger("nanodet_ghost.demo")
+logger = logging.getLogger(__name__)
 PROG = "demo/demo.py"
 WINDOW = "nanodet_ghost"
 QUIT_KEYS = (ord("q"), ord("Q"), 27)
@@ -43,8 +38,8 @@ class DemoError(InputError):
     """A user-facing problem (missing file, camera not available): one line, exit code 3."""
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = tool_parser(PROG, __doc__.splitlines()[0])
+def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.Namespace:
+    parser = tool_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("mode", choices=("image", "video", "webcam"))
     parser.add_argument("--config", help="config yaml (required for a .ckpt model)")
     parser.add_argument("--model", required=True,
@@ -236,9 +231,6 @@ def run(args: argparse.Namespace) -> int:
             viewer.close()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_main(PROG, parse_args, run, argv)
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    return run_main(prog, parse_args, run, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Export a trained checkpoint to ONNX (EMA weights, BatchNorm fused, metadata for a config-free run).
 
     python tools/export_onnx.py CONFIG CKPT --out model.onnx [--head {raw,boxes,nms}] [--input-size W H]
@@ -6,7 +5,7 @@
 
 With the default `--head raw`, the output `[B, N, C + 4 * (reg_max + 1)]` holds the class scores
 after sigmoid, then the distribution logits (NanoDet-Plus layout); `--head boxes` and `--head nms`
-end in decoded boxes or in detections (see tools/export.py). Run any of them with
+end in decoded boxes or in detections (see `nanodet-ghost export`). Run any of them with
 `nanodet_ghost.inference.OnnxPredictor`.
 `--check-map` then evaluates the checkpoint (PyTorch) and the export (ONNX Runtime) on the config's
 val (or given) split and fails (exit code 1) when their COCO mAP differs by more than 0.002.
@@ -14,25 +13,19 @@ val (or given) split and fails (exit code 1) when their COCO mAP differs by more
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import List, Optional
 
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-if _REPO_ROOT not in sys.path:  # run as `python tools/export_onnx.py` without installing
-    sys.path.insert(0, _REPO_ROOT)
-
-from nanodet_ghost.cli import EXIT_FAILED, EXIT_OK, config_path, run_main, tool_parser  # noqa: E402
-from nanodet_ghost.config import load_config  # noqa: E402
-from nanodet_ghost.export.heads import HEADS  # noqa: E402
-from nanodet_ghost.export.onnx import export_checkpoint  # noqa: E402
-from nanodet_ghost.export.parity import compare_onnx_with_pytorch  # noqa: E402
+from nanodet_ghost.cli import EXIT_FAILED, EXIT_OK, config_path, run_main, tool_parser
+from nanodet_ghost.config import load_config
+from nanodet_ghost.export.heads import HEADS
+from nanodet_ghost.export.onnx import export_checkpoint
+from nanodet_ghost.export.parity import compare_onnx_with_pytorch
 
 PROG = "tools/export_onnx.py"
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = tool_parser(PROG, __doc__.splitlines()[0])
+def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.Namespace:
+    parser = tool_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("config", help="config yaml used for training")
     parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt; EMA weights preferred)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
@@ -68,9 +61,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_main(PROG, parse_args, run, argv)
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    return run_main(prog, parse_args, run, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Parameters and multiply-adds of the detector at the configured input size, per part.
 
-    python tools/flops.py CONFIG [--input-size W H] [--fused] [--override KEY=VALUE ...]
+    nanodet-ghost flops CONFIG [--input-size W H] [--fused] [--override KEY=VALUE ...]
 
 Counts come from `torch.utils.flop_counter.FlopCounterMode`, which counts convolutions and matrix
 products (2 FLOPs per multiply-add); the table reports MACs (multiply-adds) = FLOPs / 2, the unit
@@ -11,23 +10,19 @@ SE gate, the PAN's bilinear resizes and additions) is not counted.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import List, Optional, Sequence
 
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from nanodet_ghost.cli import EXIT_OK, config_path, run_main, tool_parser
+from nanodet_ghost.config import load_config
+from nanodet_ghost.model import build_model, count_parameters
+from nanodet_ghost.model.fuse import fuse_model
 
-from nanodet_ghost.cli import EXIT_OK, config_path, run_main, tool_parser  # noqa: E402
-from nanodet_ghost.config import load_config  # noqa: E402
-from nanodet_ghost.model import build_model, count_parameters  # noqa: E402
-from nanodet_ghost.model.fuse import fuse_model  # noqa: E402
+PROG = "tools/flops.py"
 
 
 @dataclass
@@ -75,8 +70,8 @@ def format_table(parts: Sequence[PartCost], input_size: Sequence[int], fused: bo
     return "\n".join(lines)
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = tool_parser("tools/flops.py", __doc__.splitlines()[0])
+def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.Namespace:
+    parser = tool_parser(prog, __doc__.splitlines()[0])
     parser.add_argument("config")
     parser.add_argument("--input-size", nargs=2, type=int, metavar=("W", "H"))
     parser.add_argument("--fused", action="store_true", help="count the BN-fused model (BN biases added)")
@@ -94,9 +89,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_main("tools/flops.py", parse_args, run, argv)
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> int:
+    return run_main(prog, parse_args, run, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

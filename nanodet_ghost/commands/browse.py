@@ -1,6 +1,6 @@
 """Write dataset samples, as the network sees them, with their boxes and class names as PNG files.
 
-    python tools/browse_dataset.py CONFIG [--split train|val|test] [--n 16] [--out DIR]
+    nanodet-ghost browse CONFIG [--split train|val|test] [--n 16] [--out DIR]
         [--seed 0] [-o data.train.root=/path ...]
 
 Train samples go through the full augmentation of the config (`data.augment`); val / test samples
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -23,7 +22,7 @@ from nanodet_ghost.config import load_config
 from nanodet_ghost.data.loader import build_dataset
 from nanodet_ghost.data.transforms import denormalize
 
-logger = logging.getLogger("browse_dataset")
+logger = logging.getLogger(__name__)
 PROG = "tools/browse_dataset.py"
 
 
@@ -54,8 +53,8 @@ def draw_sample(sample: Dict[str, Any], class_names: Sequence[str], mean: Sequen
     return img
 
 
-def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
-    parser = tool_parser(PROG, "Draw augmented dataset samples to PNG files.")
+def parse_args(argv: List[str] | None = None, prog: str = PROG) -> argparse.Namespace:
+    parser = tool_parser(prog, "Draw augmented dataset samples to PNG files.")
     parser.add_argument("config", help="YAML config (see config/)")
     parser.add_argument("--split", choices=("train", "val", "test"), default="train")
     parser.add_argument("--n", type=int, default=16, help="number of samples to write")
@@ -92,9 +91,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: List[str] | None = None) -> int:
-    return run_main(PROG, parse_args, run, argv)
+def main(argv: List[str] | None = None, prog: str = PROG) -> int:
+    return run_main(prog, parse_args, run, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
