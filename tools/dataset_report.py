@@ -1,0 +1,13 @@
+#!/usr/bin/env python
+"""`nanodet-ghost report` as a script of the checkout: see nanodet_ghost/commands/report.py (`--help`)."""
+import sys
+from pathlib import Path
+
+_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+if _REPO_ROOT not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(0, _REPO_ROOT)
+
+from nanodet_ghost.commands.report import main, parse_args, run  # noqa: E402,F401  (tests call them)
+
+if __name__ == "__main__":
+    sys.exit(main())
