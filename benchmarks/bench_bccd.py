@@ -29,7 +29,7 @@ from nanodet_ghost.paths import CONFIG_DIR, DATA_ENV_VAR, shared_data_root
 from nanodet_ghost.trainer.runner import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import REPO_ROOT, machine_description, today, write_section  # noqa: E402
+from report import machine_description, today, write_section  # noqa: E402
 
 REFERENCES = (
     "References in the same 30-minute loop at 320x256 / 320, one seed each (docs/benchmarks.md, 2026-11-25): "

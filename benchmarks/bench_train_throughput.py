@@ -31,7 +31,7 @@ from nanodet_ghost.trainer.datamodule import DetectionDataModule
 from nanodet_ghost.trainer.runner import build_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import REPO_ROOT, machine_description, today, write_section  # noqa: E402
+from report import machine_description, today, write_section  # noqa: E402
 
 logger = logging.getLogger("bench_train_throughput")
 CPU_VARIANTS = (("32", False), ("32", True), ("bf16-mixed", True))
