@@ -5,6 +5,8 @@ setup(
     version="0.1.0",
     description="NanoDet-style real-time object detector with a GhostNet backbone",
     packages=find_packages(include=["nanodet_ghost", "nanodet_ghost.*"]),
+    package_data={"nanodet_ghost": ["configs/*.yml"]},  # the shipped configs, by name: `nanodet-ghost train NAME`
+    entry_points={"console_scripts": ["nanodet-ghost = nanodet_ghost.commands:main"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.1",
@@ -16,7 +18,7 @@ setup(
         "numpy>=1.24",
         "tensorboard>=2.14",
         "matplotlib>=3.6",  # figures of nanodet_ghost.analysis (Agg, object API)
-        "tqdm>=4.60",  # progress bars of tools/predict.py
+        "tqdm>=4.60",  # progress bars of `nanodet-ghost predict`
         "safetensors>=0.4",  # pickle-free weights: pretrained GhostNet, detector exports
     ],
     extras_require={

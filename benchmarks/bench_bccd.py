@@ -25,11 +25,11 @@ from typing import Any, Dict, List
 from omegaconf import OmegaConf
 
 from nanodet_ghost.config import load_config
-from nanodet_ghost.paths import DATA_ENV_VAR, shared_data_root
+from nanodet_ghost.paths import CONFIG_DIR, DATA_ENV_VAR, shared_data_root
 from nanodet_ghost.trainer.runner import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import REPO_ROOT, machine_description, today, write_section  # noqa: E402
+from report import machine_description, today, write_section  # noqa: E402
 
 REFERENCES = (
     "References in the same 30-minute loop at 320x256 / 320, one seed each (docs/benchmarks.md, 2026-11-25): "
@@ -97,7 +97,7 @@ def section_title(cfg: Any) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(REPO_ROOT / "config" / "bccd_ghost_320.yml"))
+    parser.add_argument("--config", default=str(CONFIG_DIR / "bccd_ghost_320.yml"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--section", default=None, help="docs/benchmarks.md section title")
     parser.add_argument("--reuse", action="store_true", help="reuse a seed's bench.json from an earlier run")

@@ -8,7 +8,7 @@
 (`--seeds` last: it takes every number after it.)
 
 For every config, in one run: parameters of what is deployed (the training-only auxiliary head is not
-counted), GFLOPs (2 x multiply-adds, `tools/flops.py`) and the forward time at batch 1 of its ONNX
+counted), GFLOPs (2 x multiply-adds, `nanodet-ghost flops`) and the forward time at batch 1 of its ONNX
 Runtime fp32, OpenVINO fp32 and OpenVINO INT8 (NNCF) exports at the config's `data.input_size`,
 YOLOv8n (`yolov8n.yaml`, nothing downloaded) exported to the same engines at the same size. Rows take
 turns in alternating blocks. Weights are random (speed does not depend on them) with BN statistics
@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
-for _path in (_REPO_ROOT, _REPO_ROOT / "tools"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+if str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -70,7 +69,7 @@ DEFAULT_YOLO_JSON = _REPO_ROOT / "work_dirs" / "yolo_bccd" / "bench.json"
 
 
 def gflops(model: torch.nn.Module, input_size: List[int]) -> float:
-    from flops import measure  # tools/flops.py
+    from nanodet_ghost.commands.flops import measure
 
     total = [p for p in measure(model, input_size) if p.name == "total"][0]
     return 2 * total.macs / 1e9
@@ -223,7 +222,7 @@ def yolo_figures(args: argparse.Namespace, rows: Dict[str, Callable[[], object]]
                        epochs=str(record["epochs"]), command=f"`{record['command']}`")
     if peer is None:
         return figures
-    from flops import _count_macs  # tools/flops.py
+    from nanodet_ghost.commands.flops import _count_macs
 
     x = torch.zeros(1, 3, size[1], size[0])
     figures["params"] = sum(p.numel() for p in peer.parameters())

@@ -50,10 +50,11 @@ from nanodet_ghost.inference.common import preprocess_batch  # noqa: E402
 from nanodet_ghost.inference.factory import load_predictor  # noqa: E402
 from nanodet_ghost.inference.predictor import Predictor  # noqa: E402
 from nanodet_ghost.model.fuse import optimize_for_inference  # noqa: E402
+from nanodet_ghost.paths import CONFIG_DIR  # noqa: E402
 
 logger = logging.getLogger("nanodet_ghost.bench_formats")
 SECTION = "Deployment formats"
-DEFAULT_CONFIG = _REPO_ROOT / "config" / "bccd_ghost_320.yml"
+DEFAULT_CONFIG = CONFIG_DIR / "bccd_ghost_320.yml"
 FILES = {"onnx": "ours.onnx", "onnx-int8": "ours.int8.onnx", "openvino": "ours.xml", "openvino-int8": "ours.int8.xml",
          "ncnn": "ours.ncnn.param", "mnn": "ours.mnn"}
 ENGINE = {"onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime", "openvino": "OpenVINO", "openvino-int8": "OpenVINO",

@@ -47,12 +47,12 @@ from nanodet_ghost.inference.onnx_predictor import OnnxPredictor  # noqa: E402
 from nanodet_ghost.inference.predictor import Predictor  # noqa: E402
 from nanodet_ghost.model import build_model  # noqa: E402
 from nanodet_ghost.model.fuse import fuse_model, optimize_for_inference  # noqa: E402
-from nanodet_ghost.paths import shared_data_root  # noqa: E402
+from nanodet_ghost.paths import CONFIG_DIR, shared_data_root  # noqa: E402
 from benchmarks.report import cpu_model_and_flags  # noqa: E402
 
 logger = logging.getLogger("nanodet_ghost.bench_inference")
 SECTION = "Inference speed"
-DEFAULT_CONFIG = _REPO_ROOT / "config" / "nanodet_ghost_320.yml"
+DEFAULT_CONFIG = CONFIG_DIR / "nanodet_ghost_320.yml"
 PHOTOS = ("bus.jpg", "zidane.jpg", "dog.jpg", "street.png", "000252.jpg", "000258.jpg")
 FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16",
          "amx_int8")

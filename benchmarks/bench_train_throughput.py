@@ -26,12 +26,12 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from nanodet_ghost.config import load_config
-from nanodet_ghost.paths import DATA_ENV_VAR, shared_data_root
+from nanodet_ghost.paths import CONFIG_DIR, DATA_ENV_VAR, shared_data_root
 from nanodet_ghost.trainer.datamodule import DetectionDataModule
 from nanodet_ghost.trainer.runner import build_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import REPO_ROOT, machine_description, today, write_section  # noqa: E402
+from report import machine_description, today, write_section  # noqa: E402
 
 logger = logging.getLogger("bench_train_throughput")
 CPU_VARIANTS = (("32", False), ("32", True), ("bf16-mixed", True))
@@ -63,7 +63,7 @@ def measure(root: Path, precision: str, channels_last: bool, batch_size: int, st
     """Median and best images/s over `steps` timed steps after `warmup` untimed ones."""
     coco = [f"data.{split}.{key}={value}" for split in ("train", "val") for key, value in (
         ("format", "coco"), ("root", root / "train2017"), ("ann_file", root / "annotations" / "instances_train2017.json"))]
-    cfg = load_config(REPO_ROOT / "config" / "nanodet_ghost_320.yml", coco + [
+    cfg = load_config(CONFIG_DIR / "nanodet_ghost_320.yml", coco + [
         f"data.batch_size={batch_size}", "data.num_workers=0",  # no worker competes with the timed step
         f"train.precision={precision}", f"train.channels_last={channels_last}",
     ])

@@ -50,7 +50,7 @@ from nanodet_ghost.data.base import DetectionSource
 from nanodet_ghost.data.image_io import ImageReadError
 from nanodet_ghost.data.loader import SPLITS, build_source_for
 from nanodet_ghost.evaluation.coco import CocoEvalResult, CocoEvaluator
-from nanodet_ghost.paths import DATA_ENV_VAR
+from nanodet_ghost.paths import CONFIG_DIR, DATA_ENV_VAR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import REPO_ROOT, machine_description, today, write_section  # noqa: E402
@@ -321,7 +321,7 @@ def _versions() -> Dict[str, str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(REPO_ROOT / "config" / "bccd_ghost_320.yml"),
+    parser.add_argument("--config", default=str(CONFIG_DIR / "bccd_ghost_320.yml"),
                         help="splits, class names and data.input_size (the eval size) come from it")
     parser.add_argument("--hours", type=float, default=0.5, help="ultralytics' time budget (train arg time=)")
     parser.add_argument("--epochs", type=int, default=0, help="train this many epochs instead of a time budget")

@@ -1,6 +1,7 @@
 """What the command-line tools share: exit codes and one-line error messages.
 
-Every tool (tools/*.py, demo/demo.py) runs its work through `run_tool`, which turns the errors a
+Every command (`nanodet_ghost.commands`, run as `nanodet-ghost CMD` or by the scripts tools/*.py and
+demo/demo.py) runs its work through `run_tool`, which turns the errors a
 user can fix into one line on stderr, `PROG: error: MESSAGE`, and an exit code of `EXIT_MEANINGS`
 (the README shows the same table; each tool's `--help` ends with it). `--log-level DEBUG` adds the
 traceback and the full message. Exceptions are matched by name, so this module imports nothing
@@ -13,6 +14,8 @@ import logging
 import os
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
+
+from nanodet_ghost.paths import resolve_config_path
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -103,21 +106,25 @@ def run_tool(prog: str, work: Callable[[], int]) -> int:
         return code
 
 
-def run_main(prog: str, parse_args: Callable[[Optional[List[str]]], argparse.Namespace],
+def run_main(prog: str, parse_args: Callable[[Optional[List[str]], str], argparse.Namespace],
              run: Callable[[argparse.Namespace], int], argv: Optional[List[str]] = None,
              log_format: str = LOG_FORMAT) -> int:
-    """A tool's `main`: parse `argv`, log at `--log-level`, then `run(args)` through `run_tool`."""
-    args = parse_args(argv)
+    """A command's `main`: `parse_args(argv, prog)`, log at `--log-level`, then `run(args)` through
+    `run_tool`. `prog` names the command in its help and errors: "tools/train.py" when the script
+    runs it, "nanodet-ghost train" when the console command does."""
+    args = parse_args(argv, prog)
     configure_logging(args.log_level, log_format)
     return run_tool(prog, lambda: run(args))
 
 
 def config_path(path: str) -> str:
-    """`path` when it is a file; else a `UsageError` (a config named on the command line is a usage
-    problem, not a data problem)."""
-    if not os.path.isfile(path):
-        raise UsageError(f"config file not found: {path}")
-    return path
+    """`path` when it is a file, else the shipped config it names (`bccd_ghost_320`, or the
+    README's `config/bccd_ghost_320.yml`); else a `UsageError` that lists the shipped configs (a
+    config named on the command line is a usage problem, not a data problem)."""
+    try:
+        return resolve_config_path(path)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def process_rank() -> int:

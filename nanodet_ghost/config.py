@@ -16,7 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nanodet_ghost.data.config import DataConfig
-from nanodet_ghost.paths import shared_data_root
+from nanodet_ghost.paths import bundled_config, bundled_configs, resolve_config_path, shared_data_root
 
 # `${shared_data:}` in a YAML file is the real-data folder ($NANODET_GHOST_DATA, else ../shared/data
 # beside the repository), wherever the command is run from.
@@ -219,7 +219,11 @@ def _config_layers(path: str) -> List[str]:
             break
         base_path = os.path.join(os.path.dirname(path), str(base))
         if not os.path.isfile(base_path):
-            raise ConfigError(f"{path}: {BASE_KEY} '{base}' not found (looked for {base_path})")
+            bundled = bundled_config(str(base))  # a user's file may start from a shipped config
+            if bundled is None:
+                raise ConfigError(f"{path}: {BASE_KEY} '{base}' not found (looked for {base_path}; "
+                                  f"bundled configs: {', '.join(bundled_configs())})")
+            base_path = str(bundled)
         path = base_path
     return layers[::-1]
 
@@ -227,19 +231,18 @@ def _config_layers(path: str) -> List[str]:
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictConfig:
     """Load a YAML config, validate it against `Config` and apply `key=value` overrides.
 
-    A file may start from another with `_base_: other.yml` (a path relative to the file): the base
-    is loaded first and the file's keys are merged over it, as in mmdetection.
+    `path` is a file or the name of a shipped config (`paths.resolve_config_path`). A file may start
+    from another with `_base_: other.yml` (a path relative to the file, else a shipped config's
+    name): the base is loaded first and the file's keys are merged over it, as in mmdetection.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        FileNotFoundError: neither a file nor a shipped config.
         ConfigError: unknown key, wrong type or missing required value, a model section that
             cannot be built (`check_model_config`), an unknown `evaluation.backend` or a
             `data.max_missing_fraction` outside [0, 1]; the message names the key and the file
             (or the override).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file not found: {path}")
+    path = resolve_config_path(path)
     cfg = OmegaConf.structured(Config)
     for layer in _config_layers(path):
         try:

@@ -20,7 +20,7 @@ from nanodet_ghost.cli import (
     exit_code_for,
     exit_codes_help,
 )
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR, REPO_ROOT, bundled_configs
 
 TOOLS = {
     "tools/train.py": "tool_train",
@@ -86,7 +86,8 @@ def test_every_tool_reports_a_missing_config_as_usage_error(tool, tmp_path, caps
     checkpoint.write_bytes(b"")
     assert load_tool(tool).main(_missing_config_argv(tool, missing, str(checkpoint))) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert err == f"{tool}: error: config file not found: {missing}\n"
+    assert err == (f"{tool}: error: config file not found: {missing} (not a file, nor one of the bundled configs: "
+                   f"{', '.join(bundled_configs())})\n")
 
 
 def _bad_key_config(tmp_path: Path) -> Path:
@@ -113,11 +114,11 @@ CASES: Dict[str, tuple] = {
     "tools/train.py": (lambda t: [str(_bad_key_config(t))], EXIT_USAGE, "max_epochz"),
     "tools/flops.py": (lambda t: [str(_bad_key_config(t))], EXIT_USAGE, "max_epochz"),
     "tools/quickstart.py": (lambda t: ["--config", str(_bad_key_config(t))], EXIT_USAGE, "max_epochz"),
-    "tools/export_onnx.py": (lambda t: [str(REPO_ROOT / "config" / "quickstart.yml"), str(_broken_checkpoint(t)),
+    "tools/export_onnx.py": (lambda t: [str(CONFIG_DIR / "quickstart.yml"), str(_broken_checkpoint(t)),
                                         "--out", str(t / "m.onnx")], EXIT_CHECKPOINT, "broken.ckpt"),
     "tools/browse_dataset.py": (lambda t: [str(_missing_annotations_config(t))], EXIT_DATA, "missing.json"),
     "demo/demo.py": (lambda t: ["image", "--model", str(_broken_checkpoint(t)), "--config",
-                                str(REPO_ROOT / "config" / "quickstart.yml"), "--path", "x.jpg"],
+                                str(CONFIG_DIR / "quickstart.yml"), "--path", "x.jpg"],
                      EXIT_CHECKPOINT, "broken.ckpt"),
 }
 

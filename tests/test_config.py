@@ -2,9 +2,9 @@
 import pytest
 
 from nanodet_ghost.config import ConfigError, load_config
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR
 
-DEFAULT = REPO_ROOT / "config" / "nanodet_ghost_320.yml"
+DEFAULT = CONFIG_DIR / "nanodet_ghost_320.yml"
 
 
 def test_default_config_loads():

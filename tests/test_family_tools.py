@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from nanodet_ghost.data.synthetic import SYNTHETIC_CLASSES, generate_split
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR, REPO_ROOT
 
 MEMBERS = {
     "bccd_ghost050_pan": ["model.backbone.depth=0.5", "model.backbone.dynamic_experts=2"],
@@ -42,7 +42,7 @@ def test_member_trains_tests_predicts_and_demos(member: str, shapes: Path, tmp_p
     split = {"format": "coco", "root": str(shapes / "images"), "ann_file": str(shapes / "annotations.json")}
     config = tmp_path / f"{member}_shapes.yml"
     config.write_text(yaml.safe_dump({
-        "_base_": str(REPO_ROOT / "config" / f"{member}.yml"),
+        "_base_": str(CONFIG_DIR / f"{member}.yml"),
         "model": {"head": {"num_classes": len(SYNTHETIC_CLASSES)}},
         "data": {"class_names": list(SYNTHETIC_CLASSES), "input_size": [128, 128], "train_input_size": None,
                  "train": split, "val": split, "test": split, "batch_size": 3, "val_batch_size": 6},

@@ -22,7 +22,7 @@ from nanodet_ghost.data.transforms import resize_matrix, warp_boxes
 from nanodet_ghost.model import build_model
 from nanodet_ghost.model.assigner.atss import ATSSAssigner
 from nanodet_ghost.model.head.decode import featmap_sizes, grid_points
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR, REPO_ROOT
 
 
 def load_tool(name: str):
@@ -133,7 +133,7 @@ def test_report_tool_errors(tmp_path: Path, synthetic_root: Path, capsys) -> Non
 
 def test_report_on_bccd(bccd_root: Path, tmp_path: Path, capsys) -> None:
     """The counts the VOC tests assert, and the coverage of the assigner called directly."""
-    config = REPO_ROOT / "config" / "bccd_ghost_320.yml"
+    config = CONFIG_DIR / "bccd_ghost_320.yml"
     assert dataset_report.main([str(config), "--out", str(tmp_path)]) == 0
     text = re.sub(r" +", " ", capsys.readouterr().out)
     assert "split images boxes no-box images ignore RBC WBC Platelets" in text

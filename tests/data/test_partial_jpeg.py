@@ -162,9 +162,9 @@ def test_summary_line_counts_partly_decoded(tmp_path: Path, caplog: pytest.LogCa
 def test_config_key_checked_at_load_and_passed_to_the_source(tmp_path: Path) -> None:
     from nanodet_ghost.config import ConfigError, load_config
     from nanodet_ghost.data.loader import build_dataset
-    from nanodet_ghost.paths import REPO_ROOT
+    from nanodet_ghost.paths import CONFIG_DIR
 
-    default = REPO_ROOT / "config" / "nanodet_ghost_320.yml"
+    default = CONFIG_DIR / "nanodet_ghost_320.yml"
     assert load_config(default).data.max_missing_fraction == 0.01
     with pytest.raises(ConfigError, match=r"data\.max_missing_fraction must be in \[0, 1\], got 2"):
         load_config(default, ["data.max_missing_fraction=2"])

@@ -16,13 +16,13 @@ from nanodet_ghost.config import ConfigError, load_config
 from nanodet_ghost.evaluation import CocoEvaluator, load_coco_results_file
 from nanodet_ghost.evaluation.backends import build_backend
 from nanodet_ghost.inference.backends import MissingRuntimeError
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR, REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 from eval_backends import coco_like, compare_backends, max_differences  # noqa: E402
 
 TOL = 1e-9
-DEFAULT_CONFIG = REPO_ROOT / "config" / "nanodet_ghost_320.yml"
+DEFAULT_CONFIG = CONFIG_DIR / "nanodet_ghost_320.yml"
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from pycocotools.cocoeval import COCOeval
 from nanodet_ghost.config import load_config
 from nanodet_ghost.evaluation import evaluate_checkpoint
 from nanodet_ghost.model import build_model
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR
 
 # COCO's area ranges of stats 3-5 (AP) and 9-11 (AR): small, medium, large
 _AREA_RANGES = ((0.0, 32.0 ** 2), (32.0 ** 2, 96.0 ** 2), (96.0 ** 2, 1e10))
@@ -47,7 +47,7 @@ def _pycocotools_stats(ann_file: Path, results_file: Path) -> np.ndarray:
 
 def test_evaluate_checkpoint_on_coco128(coco128_root: Path, tmp_path: Path) -> None:
     ann_file = coco128_root / "annotations" / "instances_train2017.json"
-    cfg = load_config(REPO_ROOT / "config" / "nanodet_ghost_320.yml", [
+    cfg = load_config(CONFIG_DIR / "nanodet_ghost_320.yml", [
         f"data.val.root={coco128_root / 'train2017'}", f"data.val.ann_file={ann_file}",
         "data.input_size=[128,128]", "data.num_workers=0", "data.val_batch_size=32",
         "model.postprocess.score_thr=0.001",  # random weights score about sigmoid(prior bias)

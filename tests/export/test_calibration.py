@@ -13,7 +13,7 @@ import pytest
 from nanodet_ghost.config import load_config
 from nanodet_ghost.data.transforms import preprocess_image
 from nanodet_ghost.export.calibration import CalibrationError, calibration_images, pick_indices
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR
 
 
 def write_coco(folder: Path, broken: int = 1) -> None:
@@ -34,7 +34,7 @@ def write_coco(folder: Path, broken: int = 1) -> None:
 
 
 def coco_cfg(folder: Path):
-    return load_config(REPO_ROOT / "config" / "quickstart.yml", [
+    return load_config(CONFIG_DIR / "quickstart.yml", [
         "model.head.num_classes=1", "data.class_names=[thing]", "data.train.format=coco",
         f"data.train.root={folder / 'images'}", f"data.train.ann_file={folder / 'ann.json'}"])
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR, REPO_ROOT
 
 
 def test_flops_tool_reports_parts() -> None:
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "flops.py"),
-                           str(REPO_ROOT / "config" / "nanodet_ghost_320.yml"), "--input-size", "160", "160"],
+                           str(CONFIG_DIR / "nanodet_ghost_320.yml"), "--input-size", "160", "160"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.split()}

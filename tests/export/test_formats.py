@@ -22,7 +22,7 @@ from nanodet_ghost.export.parity import output_difference
 from nanodet_ghost.inference.common import preprocess_batch
 from nanodet_ghost.inference.exported_predictor import ExportedPredictor
 from nanodet_ghost.inference.predictor import Predictor
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR, REPO_ROOT
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install 'nanodet_ghost[openvino]')")
 pytest.importorskip("ncnn", reason="the ncnn extra is not installed (pip install 'nanodet_ghost[ncnn]')")
@@ -31,7 +31,7 @@ FP32_FILES = {"onnx": "model.onnx", "openvino": "model.xml", "ncnn": "model.ncnn
 SIZE = (256, 192)  # (W, H): not square, so a swapped width and height would show
 # The COCO default and one family member per code path (width, depth, GhostPAN with the four-level
 # Plus head, NanoDet-Plus with its training-only auxiliary head and corner priors).
-MEMBERS = [REPO_ROOT / "config" / f"{name}.yml" for name in (
+MEMBERS = [CONFIG_DIR / f"{name}.yml" for name in (
     "nanodet_ghost_320", "bccd_ghost050_pan", "bccd_ghost100_d50_pan", "bccd_ghost_ghostpan_atss",
     "bccd_nanodet_plus_ghost")]
 
@@ -170,7 +170,7 @@ def test_export_model_rejects_bad_requests(export_cfg, export_model, tmp_path: P
 def test_export_tool_wrong_suffix_is_one_usage_line(tmp_path: Path) -> None:
     ckpt = tmp_path / "never_read.ckpt"
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "export.py"),
-                           str(REPO_ROOT / "config" / "nanodet_ghost_320.yml"), str(ckpt), "--format", "ncnn",
+                           str(CONFIG_DIR / "nanodet_ghost_320.yml"), str(ckpt), "--format", "ncnn",
                            "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == f"tools/export.py: error: --format ncnn writes a .param file, got --out {tmp_path / 'm.onnx'}"
@@ -182,7 +182,7 @@ def test_export_tool_writes_a_checked_openvino_model(export_model, tmp_path: Pat
     ckpt = save_lightning_checkpoint(export_model, tmp_path / "model.ckpt")
     out = tmp_path / "model.xml"
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "export.py"),
-                           str(REPO_ROOT / "config" / "nanodet_ghost_320.yml"), str(ckpt), "--format", "openvino",
+                           str(CONFIG_DIR / "nanodet_ghost_320.yml"), str(ckpt), "--format", "openvino",
                            "--out", str(out), "--input-size", "160", "128"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"wrote {out}"

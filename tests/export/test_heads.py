@@ -186,10 +186,10 @@ def test_export_tool_refuses_heads_and_formats_with_a_usage_error(args, message,
     import subprocess
     import sys
 
-    from nanodet_ghost.paths import REPO_ROOT
+    from nanodet_ghost.paths import CONFIG_DIR, REPO_ROOT
 
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "export.py"),
-                           str(REPO_ROOT / "config" / "nanodet_ghost_320.yml"), str(tmp_path / "never_read.ckpt")]
+                           str(CONFIG_DIR / "nanodet_ghost_320.yml"), str(tmp_path / "never_read.ckpt")]
                           + args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr.strip().splitlines()[-1]

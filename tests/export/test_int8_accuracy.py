@@ -22,7 +22,7 @@ import pytest
 from nanodet_ghost.config import load_config
 from nanodet_ghost.export.formats import MAP_TOLERANCE, export_checkpoint_format
 from nanodet_ghost.export.parity import compare_onnx_with_pytorch
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR
 
 FORMATS = {"onnx-int8": "model.int8.onnx", "openvino-int8": "model.int8.xml", "mnn-int8": "model.int8.mnn"}
 EPOCHS, CALIB_IMAGES = 12, 32
@@ -35,7 +35,7 @@ def trained(bccd_root, tmp_path_factory):
     from nanodet_ghost.trainer.runner import train
 
     folder = tmp_path_factory.mktemp("int8_bccd")
-    cfg = load_config(REPO_ROOT / "config" / "bccd_ghost_320.yml", [
+    cfg = load_config(CONFIG_DIR / "bccd_ghost_320.yml", [
         # a fixed number of epochs at one size: no time budget, no separate training size
         "data.input_size=[320,256]", "data.train_input_size=null", f"train.max_epochs={EPOCHS}",
         f"train.val_interval={EPOCHS}", "train.time_budget=null", "train.max_time=null",

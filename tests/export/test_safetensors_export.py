@@ -19,9 +19,9 @@ from nanodet_ghost.export.safetensors_export import (
 )
 from nanodet_ghost.model import Detector, build_model, load_detector
 from nanodet_ghost.model.weights import CheckpointMismatchError
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR, REPO_ROOT
 
-PLUS_CONFIG = REPO_ROOT / "config" / "bccd_nanodet_plus_ghost.yml"  # has a training-only aux head
+PLUS_CONFIG = CONFIG_DIR / "bccd_nanodet_plus_ghost.yml"  # has a training-only aux head
 
 
 @pytest.fixture

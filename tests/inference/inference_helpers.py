@@ -12,9 +12,9 @@ import torch
 from nanodet_ghost.config import load_config
 from nanodet_ghost.inference.common import Detections, preprocess_batch
 from nanodet_ghost.model import build_model
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR
 
-CONFIG = REPO_ROOT / "config" / "nanodet_ghost_320.yml"
+CONFIG = CONFIG_DIR / "nanodet_ghost_320.yml"
 
 
 def make_cfg(*overrides: str):

@@ -15,9 +15,9 @@ from inference_helpers import calibrated_model, read_images, save_lightning_chec
 from nanodet_ghost.config import load_config
 from nanodet_ghost.data.synthetic import generate_split
 from nanodet_ghost.inference.predictor import Predictor
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR, REPO_ROOT
 
-CONFIG = REPO_ROOT / "config" / "quickstart.yml"  # the six synthetic classes
+CONFIG = CONFIG_DIR / "quickstart.yml"  # the six synthetic classes
 SCORE_THR = 0.05
 
 

@@ -9,7 +9,7 @@ from nanodet_ghost.model import build_model
 from nanodet_ghost.model.backbone.ghostnet import GhostNet
 from nanodet_ghost.model.head.gfl_head import GFLHead
 from nanodet_ghost.model.neck.pan import PAN
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -62,7 +62,7 @@ def test_gfl_head_parameter_count_and_prior():
 
 
 def test_detector_parameter_count_and_output_shape():
-    cfg = load_config(REPO_ROOT / "config" / "nanodet_ghost_320.yml")
+    cfg = load_config(CONFIG_DIR / "nanodet_ghost_320.yml")
     model = build_model(cfg.model).eval()
     assert n_params(model) == 2_873_844
     assert n_params(model.backbone) == 2_671_428
@@ -74,7 +74,7 @@ def test_detector_parameter_count_and_output_shape():
 
 
 def test_detector_non_square_input():
-    cfg = load_config(REPO_ROOT / "config" / "nanodet_ghost_320.yml", ["model.head.num_classes=3"])
+    cfg = load_config(CONFIG_DIR / "nanodet_ghost_320.yml", ["model.head.num_classes=3"])
     model = build_model(cfg.model).eval()
     with torch.no_grad():
         raw = model(torch.zeros(1, 3, 256, 320))
@@ -82,7 +82,7 @@ def test_detector_non_square_input():
 
 
 def test_mismatched_strides_fail_at_load_and_at_build():
-    path = REPO_ROOT / "config" / "nanodet_ghost_320.yml"
+    path = CONFIG_DIR / "nanodet_ghost_320.yml"
     with pytest.raises(ConfigError, match=r"nanodet_ghost_320\.yml: model\.head\.strides \[8, 16, 64\]"):
         load_config(path, ["model.head.strides=[8,16,64]"])
     model_cfg = OmegaConf.to_container(load_config(path).model)

@@ -12,11 +12,11 @@ import torch
 from nanodet_ghost.config import AuxHeadConfig, ConfigError, LossConfig, NeckConfig, load_config
 from nanodet_ghost.model import LOSSES, NECKS, build_model, count_parameters, load_detector
 from nanodet_ghost.model.weights import CheckpointMismatchError
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR
 
-CONFIGS = sorted((REPO_ROOT / "config").glob("*.yml"))
-BASE = REPO_ROOT / "config" / "bccd_ghost_320.yml"
-PLUS = REPO_ROOT / "config" / "bccd_nanodet_plus_ghost.yml"
+CONFIGS = sorted((CONFIG_DIR).glob("*.yml"))
+BASE = CONFIG_DIR / "bccd_ghost_320.yml"
+PLUS = CONFIG_DIR / "bccd_nanodet_plus_ghost.yml"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -120,7 +120,7 @@ def test_aux_head_is_training_only(tmp_path: Path) -> None:
 
 
 def test_checkpoint_of_one_member_in_another_gets_the_mismatch_message(tmp_path: Path) -> None:
-    small = load_config(REPO_ROOT / "config" / "bccd_ghost050_pan.yml")
+    small = load_config(CONFIG_DIR / "bccd_ghost050_pan.yml")
     ckpt = tmp_path / "small.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in build_model(small.model).state_dict().items()}}, ckpt)
     with pytest.raises(CheckpointMismatchError, match=r"small\.ckpt: checkpoint does not match the model built "

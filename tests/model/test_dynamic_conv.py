@@ -9,7 +9,7 @@ from nanodet_ghost.config import load_config
 from nanodet_ghost.model import build_model
 from nanodet_ghost.model.backbone.dynamic_conv import DynamicConv2d, fuse_dynamic_conv_bn
 from nanodet_ghost.model.backbone.ghostnet import GhostModule, GhostNet
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR
 
 CONV_CASES = [dict(kernel_size=1, bias=False), dict(kernel_size=3, stride=2, padding=1, bias=True)]
 
@@ -90,7 +90,7 @@ def test_zero_experts_is_the_plain_network() -> None:
 @pytest.fixture(scope="module")
 def dynamic_detector():
     """A small detector (GhostNet 0.5x, depth 0.5, 4 experts) with calibrated BN statistics."""
-    cfg = load_config(REPO_ROOT / "config" / "nanodet_ghost_320.yml",
+    cfg = load_config(CONFIG_DIR / "nanodet_ghost_320.yml",
                       ["model.backbone.width=0.5", "model.head.num_classes=3"])
     torch.manual_seed(5)
     model = build_model(cfg.model)

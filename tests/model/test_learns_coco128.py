@@ -7,7 +7,7 @@ from torchvision.ops import box_iou
 
 from nanodet_ghost.config import load_config
 from nanodet_ghost.model import build_model
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR
 
 pycocotools = pytest.importorskip("pycocotools.coco")
 
@@ -46,7 +46,7 @@ def test_overfits_four_real_images(coco128_root):
     batch = torch.stack(images)
 
     torch.manual_seed(0)
-    cfg = load_config(REPO_ROOT / "config" / "nanodet_ghost_320.yml")
+    cfg = load_config(CONFIG_DIR / "nanodet_ghost_320.yml")
     model = build_model(cfg.model).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
     first = None

@@ -6,7 +6,7 @@ from nanodet_ghost.config import load_config
 from nanodet_ghost.model import build_model
 from nanodet_ghost.model.backbone.ghostnet import GhostNet
 from nanodet_ghost.model.weights import CheckpointMismatchError
-from nanodet_ghost.paths import REPO_ROOT
+from nanodet_ghost.paths import CONFIG_DIR
 
 
 def _imagenet_state_dict() -> dict:
@@ -39,7 +39,7 @@ def test_pretrained_through_config(tmp_path):
     path = tmp_path / "ghostnet.pth"
     state = _imagenet_state_dict()
     torch.save(state, path)
-    cfg = load_config(REPO_ROOT / "config" / "nanodet_ghost_320.yml", [f"model.backbone.pretrained={path}"])
+    cfg = load_config(CONFIG_DIR / "nanodet_ghost_320.yml", [f"model.backbone.pretrained={path}"])
     model = build_model(cfg.model)
     assert torch.equal(model.backbone.blocks[6][3].ghost1.primary_conv[0].weight,
                        state["blocks.6.3.ghost1.primary_conv.0.weight"])
