@@ -42,6 +42,19 @@ def test_targets_are_judged_from_the_medians() -> None:
     assert "| PyTorch path: (pre + post) / forward | 0.050 | <= 0.15 | met |" in text
 
 
+def test_nms_head_targets_are_judged_from_the_medians() -> None:
+    from benchmarks.format_heads import head_checks
+
+    t = _timings({"onnx": 10.0, "openvino": 8.0})
+    t.update({"ours onnx+nms forward": (10.5, 10.5), "ours onnx+nms read": (0.05, 0.05),
+              "ours onnx+nms end to end": (10.9, 10.9), "ours openvino+nms forward": (8.0, 8.0),
+              "ours openvino+nms read": (0.05, 0.05), "ours openvino+nms end to end": (9.5, 9.5)})
+    checks = {label: (value, goal) for label, value, _, goal in head_checks(t)}
+    assert checks["ORT, nms head: (pre + reading the detections) / forward"] == (0.25 / 10.5, 0.15)
+    assert checks["ORT: image to detections, nms head / raw head + numpy post"] == (10.9 / 11.0, 1.0)
+    assert checks["OpenVINO: image to detections, nms head / raw head + numpy post"] == (9.5 / 9.0, 1.0)
+
+
 def test_readme_table_replaces_only_the_marked_block(tmp_path: Path) -> None:
     forward = {k: 5.0 for k in KEYS}
     lines = readme_table(_rows({k: 0.5 for k in KEYS}), _timings(forward), type("A", (), {"split": "test"})())
@@ -66,6 +79,8 @@ def test_bench_formats_runs_end_to_end(bccd_root: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     assert "## Training\n\nkeep me" in text and "old numbers" not in text
-    for fmt in ("| ours | onnx-int8 |", "| ours | openvino-int8 |", "| ours | ncnn |", "Machine:", "Targets"):
+    for fmt in ("| ours | onnx-int8 |", "| ours | openvino-int8 |", "| ours | ncnn |", "| ours | mnn |",
+                "| ours | onnx, nms head |", "| ours | openvino, boxes head |", "Machine:", "Targets",
+                "ORT, nms head: (pre + reading the detections) / forward"):
         assert fmt in text, fmt
     assert "| openvino-int8 |" in readme.read_text()
