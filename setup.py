@@ -33,6 +33,6 @@ setup(
         # tools/export.py for every format: ONNX (+ ORT INT8), OpenVINO (+ NNCF INT8), ncnn (pnnx), MNN
         "export": ["onnx>=1.15", "onnxruntime>=1.17", "openvino>=2024.0", "nncf>=2.10", "ncnn>=1.0.20240410",
                    "pnnx>=20240410", "MNN>=3.0"],
-        "bench": ["ultralytics>=8.1", "psutil>=5.9"],  # psutil: benchmarks/bench_scale.py
+        "bench": ["ultralytics>=8.1", "psutil>=5.9", "onnxslim>=0.1"],  # bench_scale.py, bench_onnxslim.py
     },
 )
