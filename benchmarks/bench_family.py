@@ -119,6 +119,16 @@ def speed_rows(config: str, args: argparse.Namespace, workdir: Path, rows: Dict[
     return info
 
 
+def accuracy_cell(acc: Dict[str, object], seeds: List[int], per_seed: bool = False) -> str:
+    """Mean (± sample std) test mAP; says how many seeds where fewer than asked were run."""
+    cell = f"{acc['mean']:.3f}" + (f" ± {acc['std']:.3f}" if acc["std"] is not None else "")
+    if per_seed and len(acc["maps"]) > 1:
+        cell += " (" + " / ".join(f"{m:.3f}" for m in acc["maps"]) + ")"
+    if len(acc["maps"]) < len(seeds):
+        cell += f" ({len(acc['maps'])} of {len(seeds)} seeds)"
+    return cell
+
+
 def render(infos: List[Dict[str, object]], timings: Dict[str, tuple], yolo: Dict[str, object],
            args: argparse.Namespace) -> List[str]:
     yolo_fastest = min(timings[f"YOLOv8n {fmt}"][0] for fmt in ENGINES) if yolo["timed"] else None
@@ -130,8 +140,7 @@ def render(infos: List[Dict[str, object]], timings: Dict[str, tuple], yolo: Dict
         ms = [timings[f"{name} {fmt}"][0] for fmt in ENGINES]
         ratio = f"{min(ms) / yolo_fastest:.3f}" if yolo_fastest else "—"
         acc = info["accuracy"]
-        acc_cell = "not trained" if acc is None else (
-            f"{acc['mean']:.3f}" + (f" ± {acc['std']:.3f}" if acc["std"] is not None else ""))
+        acc_cell = "not trained" if acc is None else accuracy_cell(acc, args.seeds, per_seed=True)
         epochs = "—" if acc is None else "/".join(map(str, acc["epochs"]))
         lines.append(f"| `{name}` | {int(info['params']) / 1e6:.3f} | {float(info['gflops']):.2f} | "
                      f"{info['size'][0]}x{info['size'][1]} | {' | '.join(f'{v:.2f}' for v in ms)} | {ratio} | "
@@ -157,12 +166,20 @@ def readme_lines(infos: List[Dict[str, object]], yolo: Dict[str, object], timing
         ratio = f"{float(info['fastest']) / yolo_fastest:.2f}x" if yolo_fastest else "—"
         lines.append(f"| `{name}` | {int(info['params']) / 1e6:.2f} | {float(info['gflops']):.2f} | "
                      f"{float(info['fastest']):.2f} ({ENGINE_NAMES[engine]}) | {ratio} | "
-                     f"{'—' if acc is None else format(acc['mean'], '.3f')} |")
+                     f"{'—' if acc is None else accuracy_cell(acc, args.seeds)} |")
     if yolo_fastest:
         engine = min(ENGINES, key=lambda f: timings[f"YOLOv8n {f}"][0])
         lines.append(f"| YOLOv8n | {yolo['params'] / 1e6:.2f} | {yolo['gflops']:.2f} | {yolo_fastest:.2f} "
-                     f"({ENGINE_NAMES[engine]}) | 1.00x | {'—' if yolo['map'] is None else format(yolo['map'], '.3f')} |")
+                     f"({ENGINE_NAMES[engine]}) | 1.00x | {yolo_map_cell(yolo)} |")
     return lines
+
+
+def yolo_map_cell(yolo: Dict[str, object]) -> str:
+    """YOLOv8n's mAP at our eval size, and at its own training size where that is higher."""
+    if yolo["map"] is None:
+        return "—"
+    best = yolo.get("best_map", yolo["map"])
+    return f"{yolo['map']:.3f}" + (f"; {best:.3f} at {yolo['best_size']}" if best > yolo["map"] else "")
 
 
 def target_lines(infos: List[Dict[str, object]], yolo: Dict[str, object], timings: Dict[str, tuple]) -> List[str]:
@@ -174,7 +191,8 @@ def target_lines(infos: List[Dict[str, object]], yolo: Dict[str, object], timing
         acc = info["accuracy"]
         fast = float(info["fastest"]) / yolo_fastest
         ok_speed = fast <= SPEED_GOAL
-        ok_map = acc is not None and acc["mean"] >= MAP_GOAL and (yolo["map"] is None or acc["mean"] > yolo["map"])
+        yolo_map = yolo.get("best_map", yolo["map"])  # the higher of YOLOv8n's eval sizes
+        ok_map = acc is not None and acc["mean"] >= MAP_GOAL and (yolo_map is None or acc["mean"] > yolo_map)
         measured = "not measured" if acc is None else f"{acc['mean']:.3f}"
         lines.append(f"- `{Path(str(info['config'])).stem}`: speed {fast:.3f} (goal <= {SPEED_GOAL}) "
                      f"{'met' if ok_speed else 'MISSED'}; mAP {measured} (goal >= {MAP_GOAL} and above YOLOv8n) "
@@ -200,7 +218,10 @@ def plot(infos: List[Dict[str, object]], yolo: Dict[str, object], path: Path) ->
     if yolo["timed"] and yolo["map"] is not None:
         ax.plot([yolo["fastest"]], [yolo["map"]], marker="*", markersize=14, color="tab:red", linestyle="none",
                 label="YOLOv8n")
-        ax.legend(loc="upper right")
+        if yolo.get("best_map", yolo["map"]) > yolo["map"]:
+            ax.plot([yolo["fastest"]], [yolo["best_map"]], marker="*", markersize=14, markerfacecolor="none",
+                    color="tab:red", linestyle="none", label=f"YOLOv8n evaluated at {yolo['best_size']}")
+        ax.legend(loc="best", fontsize=8)
     ax.set_xlabel("fastest forward (ms, batch 1, 2 threads)")
     ax.set_ylabel("BCCD test mAP@[.5:.95]")
     ax.set_title("nanodet-ghost family vs YOLOv8n (same machine, same run)")
@@ -217,8 +238,12 @@ def yolo_figures(args: argparse.Namespace, rows: Dict[str, Callable[[], object]]
     if args.yolo_json.is_file():
         record = json.loads(args.yolo_json.read_text())
         row = [r for r in record["rows"] if r["eval_size"] == f"{size[0]}x{size[1]}"][0]  # scored at our size
+        best = max(record["rows"], key=lambda r: float(r["test_stats"][0]))
         test_map = float(row["test_stats"][0])
-        figures.update(map=test_map, map_cell=f"{test_map:.3f} ({record['train_args']['time'] * 60:.0f} min)",
+        cell = f"{test_map:.3f} ({record['train_args']['time'] * 60:.0f} min)"
+        if best is not row:  # YOLOv8n scores higher at its own training size: the target must beat that too
+            cell += f"; {float(best['test_stats'][0]):.3f} at {best['eval_size']}"
+        figures.update(map=test_map, best_map=float(best["test_stats"][0]), best_size=best["eval_size"], map_cell=cell,
                        epochs=str(record["epochs"]), command=f"`{record['command']}`")
     if peer is None:
         return figures

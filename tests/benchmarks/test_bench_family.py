@@ -40,7 +40,7 @@ def test_table_ratios_and_targets() -> None:
     table = bench_family.render(infos, timings, yolo, ARGS)
     fast = [line for line in table if "`fast`" in line][0]
     assert "| 0.650 |" in fast and "0.580" in fast  # 6.5 ms / YOLOv8n's fastest 10.0 ms
-    assert "0.615 ± 0.007" in [line for line in table if "`slow`" in line][0]
+    assert "0.615 ± 0.007 (0.610 / 0.620)" in [line for line in table if "`slow`" in line][0]
     assert "not trained" in [line for line in table if "`untrained`" in line][0]
     targets = bench_family.target_lines(infos, yolo, timings)
     assert "`fast`: speed 0.650 (goal <= 0.7) met; mAP 0.580" in targets[0] and targets[0].endswith("met")
@@ -51,6 +51,14 @@ def test_table_ratios_and_targets() -> None:
 def test_map_must_also_beat_yolov8n() -> None:
     infos, yolo, timings = _figures(yolo_map=0.60)
     assert bench_family.target_lines(infos, yolo, timings)[0].endswith("MISSED")  # 0.58 < YOLOv8n's 0.60
+
+
+def test_map_must_beat_yolov8n_at_its_best_eval_size() -> None:
+    infos, yolo, timings = _figures(yolo_map=0.55)
+    assert bench_family.target_lines(infos, yolo, timings)[0].endswith("met")
+    yolo.update(best_map=0.59, best_size="320")  # YOLOv8n at its own training size beats the 0.58 member
+    assert bench_family.target_lines(infos, yolo, timings)[0].endswith("MISSED")
+    assert "1.00x | 0.550; 0.590 at 320 |" in bench_family.readme_lines(infos, yolo, timings, ARGS)[-1]
 
 
 def test_readme_rows_name_the_fastest_engine(tmp_path: Path) -> None:
@@ -86,3 +94,10 @@ def test_budget_folders_keep_runs_of_different_budgets_apart() -> None:
     assert bench_family.budget_folder("00:00:15:00") == "15min"
     assert bench_family.budget_folder("00:00:30:00") == "30min"
     assert bench_family.budget_folder("00:01:00:30") == "3630s"
+
+
+def test_accuracy_cell_says_when_seeds_are_missing() -> None:
+    infos, _, _ = _figures()
+    assert bench_family.accuracy_cell(infos[0]["accuracy"], [0]) == "0.580"
+    assert bench_family.accuracy_cell(infos[0]["accuracy"], [0, 1, 2]) == "0.580 (1 of 3 seeds)"
+    assert bench_family.accuracy_cell(infos[1]["accuracy"], [0, 1], per_seed=True) == "0.615 ± 0.007 (0.610 / 0.620)"
