@@ -16,12 +16,11 @@ import os
 import warnings
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
-import numpy as np
 import torch
 from torch import nn
 
 from nanodet_ghost.config import load_config
-from nanodet_ghost.export.heads import HEAD_OUTPUTS, RawHead, export_head
+from nanodet_ghost.export.heads import HEAD_OUTPUTS, export_head
 from nanodet_ghost.export.graph import global_pool_reduce_means, remove_identity_slices
 from nanodet_ghost.model import load_detector
 from nanodet_ghost.model.fuse import fuse_model
@@ -65,49 +64,53 @@ def build_metadata(cfg: Any, input_size: Sequence[int], head: str = "raw") -> Di
     }
 
 
-def _simplify(path: str) -> bool:
+def _simplify(model: Any) -> Any:
+    """`model` (a ModelProto) simplified by onnxsim, or `model` itself when onnxsim is missing or
+    cannot validate its result."""
     try:
-        import onnx
         import onnxsim  # optional
     except ImportError:
         logger.info("onnxsim not installed: the graph is not simplified")
-        return False
-    model, ok = onnxsim.simplify(onnx.load(path))
+        return model
+    simplified, ok = onnxsim.simplify(model)
     if not ok:
         logger.warning("onnxsim could not validate the simplified graph; keeping the original")
-        return False
-    onnx.save(model, path)
+        return model
     logger.info("simplified with onnxsim")
-    return True
+    return simplified
 
 
-def verify_with_onnxruntime(path: str, reference: nn.Module, input_size: Sequence[int], seed: int = 0) -> float:
-    """Max abs difference between ONNX Runtime and `reference` (the traced head module around the
-    unfused detector, e.g. `RawHead(model)`) over every output, on one random input (`[1, 3, H, W]`,
-    standard normal); logged (a warning above 1e-4 relative to the largest output, or when the
-    outputs differ in shape), NaN when onnxruntime is missing."""
+def verify_with_onnxruntime(path: str, model: nn.Module, cfg: Any, input_size: Sequence[int], seed: int = 0) -> float:
+    """Max abs difference between ONNX Runtime and the unfused `model` with the same head
+    (`export.parity.output_difference`) on one random input (`[1, 3, H, W]`, standard normal);
+    logged (a warning above 1e-4 relative to the largest output, or when the outputs differ in
+    shape: then inf), NaN when onnxruntime is missing."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError:
         logger.info("onnxruntime not installed: the export is not verified")
         return float("nan")
+    from nanodet_ghost.export.parity import output_difference
+
     width, height = int(input_size[0]), int(input_size[1])
-    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        expected = reference.eval()(x)
-    expected = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    if [g.shape for g in got] != [e.shape for e in expected]:
-        logger.warning("ONNX Runtime vs PyTorch on a random input: output shapes %s vs %s",
-                       [g.shape for g in got], [e.shape for e in expected])
+    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(seed)).numpy()
+    try:
+        diff, largest = output_difference(model, path, x, cfg)
+    except ValueError as err:  # an output of another shape
+        logger.warning("ONNX Runtime vs PyTorch on a random input: %s", err)
         return float("inf")
-    diff = max((float(abs(g.astype(np.float64) - e).max()) if e.size else 0.0) for g, e in zip(got, expected))
-    # random inputs drive activations into the hundreds
-    scale = max([1.0] + [float(abs(e).max()) for e in expected if e.size])
+    scale = max(1.0, largest)  # random inputs drive activations into the hundreds
     (logger.warning if diff > 1e-4 * scale else logger.info)(
         "ONNX Runtime vs PyTorch on a random input: max abs diff %.3g (outputs up to %.3g)", diff, scale)
     return diff
+
+
+def set_metadata(model: Any, metadata: Mapping[str, str]) -> None:
+    """Replace the `metadata_props` of the ONNX `model` (a ModelProto) by `metadata`."""
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
 
 
 def write_metadata(path: Union[str, os.PathLike], metadata: Mapping[str, str]) -> None:
@@ -115,10 +118,7 @@ def write_metadata(path: Union[str, os.PathLike], metadata: Mapping[str, str]) -
     import onnx
 
     model = onnx.load(os.fspath(path))
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = str(key), str(value)
+    set_metadata(model, metadata)
     onnx.checker.check_model(model)
     onnx.save(model, os.fspath(path))
 
@@ -175,22 +175,22 @@ def export_onnx(
                           dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True,
                           dynamo=False)
     exported = onnx.load(out_path)
-    if remove_identity_slices(exported) + global_pool_reduce_means(exported):
-        onnx.save(exported, out_path)
+    remove_identity_slices(exported)
+    global_pool_reduce_means(exported)
     onnx.checker.check_model(exported)
     if simplify:
-        _simplify(out_path)
+        exported = _simplify(exported)
     if head == "nms":  # the slice to max_det leaves a symbolic length; it is static
-        static = onnx.load(out_path)
-        static.graph.output[0].type.tensor_type.shape.dim[1].dim_value = int(cfg.model.postprocess.max_detections)
-        onnx.save(static, out_path)
-    write_metadata(out_path, build_metadata(cfg, (width, height), head))
+        exported.graph.output[0].type.tensor_type.shape.dim[1].dim_value = int(cfg.model.postprocess.max_detections)
+    set_metadata(exported, build_metadata(cfg, (width, height), head))
+    onnx.checker.check_model(exported)
+    onnx.save(exported, out_path)
     if verify and head == "nms":
         # Random inputs give near-tied scores whose NMS order flips with the last bit; the nms head
         # is checked on photos (tests/export/test_heads.py, tools/export.py --check-map).
         logger.info("nms head: not compared with PyTorch on a random input")
     elif verify:
-        verify_with_onnxruntime(out_path, export_head(model, head, cfg, (width, height)), (width, height))
+        verify_with_onnxruntime(out_path, model, cfg, (width, height))
     logger.info("exported %s (input 1x3x%dx%d%s, opset %d%s, %s head)", out_path, height, width,
                 ", dynamic batch" if dynamic_batch else "", opset, ", BN fused" if fuse else "", head)
     return out_path

@@ -16,7 +16,8 @@ import torch
 
 from inference_helpers import CONFIG, save_lightning_checkpoint
 from nanodet_ghost.cli import EXIT_CHECKPOINT
-from nanodet_ghost.export.onnx import RawHead, export_onnx
+from nanodet_ghost.export.heads import RawHead
+from nanodet_ghost.export.onnx import export_onnx, verify_with_onnxruntime
 from nanodet_ghost.paths import REPO_ROOT
 
 
@@ -60,6 +61,23 @@ def test_export_tool_end_to_end(export_cfg, export_model, tmp_path: Path) -> Non
     n = 24 * 32 + 12 * 16 + 6 * 8
     assert got.shape == (2, n, 80 + 32)
     assert np.abs(got - expected).max() < 1e-4
+
+
+def test_verify_with_onnxruntime_measures_the_export(export_cfg, export_model, tmp_path: Path, caplog) -> None:
+    """The export check compares with the PyTorch model it is given: near zero for the model that
+    was exported; inf with a warning naming the output for a model whose outputs have another
+    shape (another class count)."""
+    from inference_helpers import make_cfg
+    from nanodet_ghost.model import build_model
+
+    path = export_onnx(export_model, export_cfg, tmp_path / "m.onnx", input_size=(128, 96), verify=False)
+    diff = verify_with_onnxruntime(str(path), export_model, export_cfg, (128, 96))
+    assert 0.0 <= diff < 1e-4
+    other_cfg = make_cfg("model.head.num_classes=3", "data.class_names=[a,b,c]")
+    other = build_model(other_cfg.model).eval()
+    with caplog.at_level("WARNING"):
+        assert verify_with_onnxruntime(str(path), other, other_cfg, (128, 96)) == float("inf")
+    assert "m.onnx: output output has shape" in caplog.text
 
 
 def test_fixed_batch_export_and_predictor_loop(export_cfg, export_model, photo_paths, tmp_path: Path) -> None:

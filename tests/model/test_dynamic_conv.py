@@ -112,7 +112,8 @@ def test_onnx_runtime_and_openvino_parity(dynamic_detector, tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     import onnxruntime as ort
 
-    from nanodet_ghost.export.onnx import RawHead, export_onnx
+    from nanodet_ghost.export.heads import RawHead
+    from nanodet_ghost.export.onnx import export_onnx
 
     cfg, model = dynamic_detector
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(6))
@@ -136,7 +137,8 @@ def test_dynamic_batch_export(dynamic_detector, tmp_path) -> None:
     """The export's batch dimension stays symbolic: the mixed kernels are not baked in as groups."""
     import onnxruntime as ort
 
-    from nanodet_ghost.export.onnx import RawHead, export_onnx
+    from nanodet_ghost.export.heads import RawHead
+    from nanodet_ghost.export.onnx import export_onnx
 
     cfg, model = dynamic_detector
     path = export_onnx(model, cfg, tmp_path / "batch.onnx", input_size=(64, 64), dynamic_batch=True, verify=False)

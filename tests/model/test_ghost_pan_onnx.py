@@ -12,7 +12,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nanodet_ghost.export.onnx import RawHead, export_onnx
+from nanodet_ghost.export.heads import RawHead
+from nanodet_ghost.export.onnx import export_onnx
 from nanodet_ghost.inference.postprocess_np import decode_np
 from nanodet_ghost.model.backbone.ghostnet import GhostNet
 from nanodet_ghost.model.detector import Detector
