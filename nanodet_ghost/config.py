@@ -266,6 +266,7 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictC
         raise ConfigError(f"{path}: required key(s) missing: {', '.join(missing)}")
     # Imported here, not at the top: the model pulls in torch, the evaluation pycocotools, which a
     # config alone does not need.
+    from nanodet_ghost.data.config import check_augment_config
     from nanodet_ghost.data.image_io import check_max_missing_fraction
     from nanodet_ghost.evaluation.backends import check_backend_name
     from nanodet_ghost.model.build import check_model_config
@@ -274,6 +275,7 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictC
         check_model_config(cfg.model)
         check_backend_name(cfg.evaluation.backend)
         check_max_missing_fraction(cfg.data.max_missing_fraction)
+        check_augment_config(cfg.data.augment)
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     OmegaConf.set_readonly(cfg, True)

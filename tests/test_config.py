@@ -49,3 +49,18 @@ def test_invalid_yaml_names_file(tmp_path):
     path.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="broken.yml"):
         load_config(path)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.augment.scale=[1.4,0.6]", "data.augment.scale"),
+    ("data.augment.mosaic_scale=[0,2]", "data.augment.mosaic_scale"),
+    ("data.augment.mosaic_scale=[1.2]", "data.augment.mosaic_scale"),
+    ("data.augment.mosaic=1.5", "data.augment.mosaic"),
+])
+def test_bad_augment_ranges_name_key_and_file(tmp_path, override, key):
+    path = tmp_path / "augment.yml"
+    path.write_text(DEFAULT.read_text())
+    with pytest.raises(ConfigError) as err:
+        load_config(path, [override])
+    assert key in str(err.value) and str(path) in str(err.value)
+    load_config(path, ["data.augment.mosaic_scale=[1.2,2.8]", "data.augment.mosaic=0.5"])

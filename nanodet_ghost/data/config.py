@@ -35,6 +35,10 @@ class AugmentConfig:
     saturation: List[float] = field(default_factory=lambda: [0.5, 1.2])  # grey blend (p 0.5)
     multi_scale: Optional[List[float]] = None  # e.g. [0.75, 1.25]: input size ratio range
     mosaic: float = 0.0  # probability of a 4-image mosaic
+    # Zoom range of mosaic samples (default: `scale`). The mosaic's 2x canvas is shown at half size,
+    # so `scale` halves its objects; twice `scale`, e.g. [1.2, 2.8], keeps them at the size of single
+    # images, as YOLOX's and ultralytics' crop of the canvas does.
+    mosaic_scale: Optional[List[float]] = None
     min_box_size: float = 2.0  # boxes narrower or shorter than this (pixels) are dropped
 
 
@@ -63,3 +67,17 @@ class DataConfig:
     # as repaired) when at most this fraction of the picture is missing; beyond, it is unreadable
     max_missing_fraction: float = 0.01
     persistent_workers: bool = False  # faster epoch starts; a resumed run then does not replay augmentations exactly
+
+
+def check_augment_config(augment: AugmentConfig) -> None:
+    """Raise ValueError, naming the key, for a zoom range that is not `0 < lo <= hi` or a mosaic
+    probability outside [0, 1]: numpy would draw from a reversed range or mirror on a negative zoom
+    without a word."""
+    ranges = {"scale": augment.scale, "mosaic_scale": augment.mosaic_scale}
+    for key, value in ranges.items():
+        if value is None:
+            continue
+        if len(value) != 2 or not 0 < value[0] <= value[1]:
+            raise ValueError(f"data.augment.{key} must be [lo, hi] with 0 < lo <= hi, got {list(value)}")
+    if not 0.0 <= augment.mosaic <= 1.0:
+        raise ValueError(f"data.augment.mosaic is a probability in [0, 1], got {augment.mosaic}")

@@ -113,8 +113,9 @@ class TrainPipeline:
     `scale` range, per-axis `stretch` ranges `[[x_lo, x_hi], [y_lo, y_hi]]`, `rotation` and
     `shear` in degrees, `perspective`, `translate` (fraction of the size), `flip` and `flip_vertical`
     probabilities, `brightness` (fraction of 255), `contrast` and `saturation` ranges, `multi_scale` (ratio range
-    of the input size, drawn per sample and rounded to multiples of 32), `mosaic` probability and
-    `min_box_size` in input pixels.
+    of the input size, drawn per sample and rounded to multiples of 32), `mosaic` probability,
+    `mosaic_scale` (the zoom range of mosaic samples instead of `scale`) and `min_box_size` in input
+    pixels.
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class TrainPipeline:
         saturation: Sequence[float] = (0.5, 1.2),
         multi_scale: Optional[Sequence[float]] = None,
         mosaic: float = 0.0,
+        mosaic_scale: Optional[Sequence[float]] = None,
         min_box_size: float = 2.0,
     ) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -160,6 +162,8 @@ class TrainPipeline:
         self.multi_scale = None if multi_scale is None else (float(multi_scale[0]),
                                                              float(multi_scale[1]))
         self.mosaic = float(mosaic)
+        self.mosaic_scale = None if mosaic_scale is None else (float(mosaic_scale[0]),
+                                                               float(mosaic_scale[1]))
         self.min_box_size = float(min_box_size)
 
     def sample_input_size(self, rng: np.random.Generator) -> Tuple[int, int]:
@@ -183,8 +187,11 @@ class TrainPipeline:
             h, w = img.shape[:2]
             canvas = (w, h)
             tiles = [(img, ann, np.eye(3), (0, 0, w, h))]
+        shape_kwargs = self.shape_kwargs
+        if extra and self.mosaic_scale is not None:
+            shape_kwargs = {**shape_kwargs, "scale": self.mosaic_scale}
         m_canvas = resize_matrix(canvas, (dst_w, dst_h), self.keep_ratio) @ random_shape_matrix(
-            rng, canvas, **self.shape_kwargs)
+            rng, canvas, **shape_kwargs)
 
         out = np.zeros((dst_h, dst_w, 3), np.uint8) if extra else None
         boxes_all: List[np.ndarray] = []

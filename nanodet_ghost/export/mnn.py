@@ -23,6 +23,7 @@ from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from nanodet_ghost.export.onnx import read_metadata
 from nanodet_ghost.inference.backends import import_runtime
 from nanodet_ghost.inference.backends.mnn import sidecar_path
 from nanodet_ghost.inference.metadata import HEAD_OUTPUTS
@@ -86,7 +87,7 @@ def export_mnn(onnx_path: Union[str, "os.PathLike[str]"], out_path: Union[str, "
     import_runtime("MNN", "MNN", "mnn", out_path)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)) or ".", exist_ok=True)
     model = onnx.load(onnx_path, load_external_data=False)
-    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    metadata = read_metadata(model)
     outputs = list(HEAD_OUTPUTS[metadata.get("head", "raw")])
     if [o.name for o in model.graph.output] != outputs:
         raise RuntimeError(f"{onnx_path}: outputs {[o.name for o in model.graph.output]}, expected {outputs}")

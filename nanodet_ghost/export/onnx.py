@@ -105,6 +105,11 @@ def verify_with_onnxruntime(path: str, model: nn.Module, cfg: Any, input_size: S
     return diff
 
 
+def read_metadata(model: Any) -> Dict[str, str]:
+    """The `metadata_props` of the ONNX `model` (a ModelProto) as a dict."""
+    return {entry.key: entry.value for entry in model.metadata_props}
+
+
 def set_metadata(model: Any, metadata: Mapping[str, str]) -> None:
     """Replace the `metadata_props` of the ONNX `model` (a ModelProto) by `metadata`."""
     del model.metadata_props[:]

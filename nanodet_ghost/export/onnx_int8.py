@@ -15,7 +15,7 @@ from typing import Dict, Iterator, List, Optional, Union
 import numpy as np
 import onnx
 
-from nanodet_ghost.export.onnx import write_metadata
+from nanodet_ghost.export.onnx import read_metadata, write_metadata
 from nanodet_ghost.inference.backends import import_runtime
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def quantize_onnx(fp32_path: Union[str, "os.PathLike[str]"], out_path: Union[str
                         calibrate_method=method, nodes_to_exclude=exclude,
                         calibration_providers=["CPUExecutionProvider"])
     note = recipe.describe() + (f"; calibrated on {calibration_note}" if calibration_note else "")
-    metadata = {p.key: p.value for p in source.metadata_props}
+    metadata = read_metadata(source)
     write_metadata(out_path, {**metadata, "quantization": note, "precision": "int8"})
     logger.info("wrote %s", out_path)
     return out_path

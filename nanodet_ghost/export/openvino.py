@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, List, Optional, Union
 
 import numpy as np
 import onnx
 
+from nanodet_ghost.export.onnx import read_metadata
 from nanodet_ghost.inference.backends import import_runtime
 from nanodet_ghost.inference.backends.openvino import write_rt_metadata
 
@@ -60,11 +61,6 @@ def head_output_convolutions(model: Any) -> List[str]:
     return names
 
 
-def onnx_metadata(onnx_path: str) -> Dict[str, str]:
-    """The `metadata_props` of an ONNX file as a dict."""
-    return {p.key: p.value for p in onnx.load(onnx_path, load_external_data=False).metadata_props}
-
-
 def quantize_with_nncf(model: Any, images: np.ndarray, recipe: NncfRecipe = DEFAULT_NNCF_RECIPE) -> Any:
     """NNCF post-training INT8 quantization of an `openvino.Model` on float32 [K, 3, H, W] images."""
     nncf = import_runtime("nncf", "NNCF (needed for openvino-int8)", "export", "openvino-int8")
@@ -100,7 +96,7 @@ def export_openvino(onnx_path: Union[str, "os.PathLike[str]"], out_path: Union[s
     ov = import_runtime("openvino", "OpenVINO", "export", out_path)
     if not out_path.lower().endswith(".xml"):
         raise ValueError(f"an OpenVINO IR is written as a .xml file (its weights as .bin beside it), got {out_path}")
-    metadata = onnx_metadata(onnx_path)
+    metadata = read_metadata(onnx.load(onnx_path, load_external_data=False))
     model = ov.convert_model(onnx_path)
     if images is not None:
         logger.info("quantizing with NNCF (%s) on %d images", recipe.describe(), len(images))

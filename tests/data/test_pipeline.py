@@ -96,6 +96,34 @@ def test_mosaic_probability_and_extra_records() -> None:
     assert ValPipeline((320, 320)).num_extra_images(rng) == 0
 
 
+def _widest_box(pipeline: TrainPipeline, mosaic: bool, draws: int = 12) -> float:
+    """Widest output box over `draws` samples of four 320x320 images with one 40-pixel box in the
+    middle of each: clipping at the window only narrows a box, so the widest is an unclipped one."""
+    def record():
+        img, ann = make_record(320, 320, 1)
+        ann["boxes"] = np.array([[140, 140, 180, 180]], np.float32)
+        return img, ann
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for _ in range(draws):
+        img, ann = record()
+        boxes = pipeline(img, ann, rng, extra=[record() for _ in range(3)] if mosaic else ())["gt_boxes"]
+        widths.extend((boxes[:, 2] - boxes[:, 0]).tolist())
+    return max(widths)
+
+
+def test_mosaic_scale_keeps_objects_at_single_image_size() -> None:
+    fixed = dict(scale=(1.0, 1.0), translate=0.0, flip=0.0, saturation=(1.0, 1.0))
+    assert abs(_widest_box(TrainPipeline((320, 320), **fixed), mosaic=False) - 40.0) < 0.5
+    # By default a mosaic shows its 2x canvas at half size: objects half as wide.
+    assert abs(_widest_box(TrainPipeline((320, 320), mosaic=1.0, **fixed), mosaic=True) - 20.0) < 0.5
+    zoomed = TrainPipeline((320, 320), mosaic=1.0, mosaic_scale=(2.0, 2.0), **fixed)
+    assert abs(_widest_box(zoomed, mosaic=True) - 40.0) < 0.5
+    # mosaic_scale leaves single-image samples alone.
+    assert abs(_widest_box(zoomed, mosaic=False) - 40.0) < 0.5
+
+
 def test_train_input_size_applies_to_training_only() -> None:
     from omegaconf import OmegaConf
 
