@@ -162,8 +162,9 @@ class TrainPipeline:
         self.multi_scale = None if multi_scale is None else (float(multi_scale[0]),
                                                              float(multi_scale[1]))
         self.mosaic = float(mosaic)
-        self.mosaic_scale = None if mosaic_scale is None else (float(mosaic_scale[0]),
-                                                               float(mosaic_scale[1]))
+        # A mosaic sample draws its warp with `mosaic_scale` in place of `scale`.
+        self.mosaic_shape_kwargs = self.shape_kwargs if mosaic_scale is None else {
+            **self.shape_kwargs, "scale": (float(mosaic_scale[0]), float(mosaic_scale[1]))}
         self.min_box_size = float(min_box_size)
 
     def sample_input_size(self, rng: np.random.Generator) -> Tuple[int, int]:
@@ -187,11 +188,8 @@ class TrainPipeline:
             h, w = img.shape[:2]
             canvas = (w, h)
             tiles = [(img, ann, np.eye(3), (0, 0, w, h))]
-        shape_kwargs = self.shape_kwargs
-        if extra and self.mosaic_scale is not None:
-            shape_kwargs = {**shape_kwargs, "scale": self.mosaic_scale}
         m_canvas = resize_matrix(canvas, (dst_w, dst_h), self.keep_ratio) @ random_shape_matrix(
-            rng, canvas, **shape_kwargs)
+            rng, canvas, **(self.mosaic_shape_kwargs if extra else self.shape_kwargs))
 
         out = np.zeros((dst_h, dst_w, 3), np.uint8) if extra else None
         boxes_all: List[np.ndarray] = []
