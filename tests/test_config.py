@@ -56,6 +56,8 @@ def test_invalid_yaml_names_file(tmp_path):
     ("data.augment.mosaic_scale=[0,2]", "data.augment.mosaic_scale"),
     ("data.augment.mosaic_scale=[1.2]", "data.augment.mosaic_scale"),
     ("data.augment.mosaic=1.5", "data.augment.mosaic"),
+    ("data.augment.multi_scale=[1.25,0.75]", "data.augment.multi_scale"),
+    ("data.augment.multi_scale=[-0.5,1.0]", "data.augment.multi_scale"),
 ])
 def test_bad_augment_ranges_name_key_and_file(tmp_path, override, key):
     path = tmp_path / "augment.yml"
@@ -63,4 +65,5 @@ def test_bad_augment_ranges_name_key_and_file(tmp_path, override, key):
     with pytest.raises(ConfigError) as err:
         load_config(path, [override])
     assert key in str(err.value) and str(path) in str(err.value)
-    load_config(path, ["data.augment.mosaic_scale=[1.2,2.8]", "data.augment.mosaic=0.5"])
+    load_config(path, ["data.augment.mosaic_scale=[1.2,2.8]", "data.augment.mosaic=0.5",
+                       "data.augment.multi_scale=[0.75,1.25]"])

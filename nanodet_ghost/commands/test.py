@@ -58,6 +58,11 @@ def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.N
                         "of the config); faster_coco_eval needs pip install 'nanodet_ghost[fast-eval]'")
     parser.add_argument("--override", "-o", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides (checkpoint mode)")
+    parser.add_argument("--flip-tta", metavar="VIEWS", type=_flip_views, default=(),
+                        help="test-time augmentation (checkpoint mode, .ckpt only): average the "
+                        "dense outputs of the image and its flips before NMS. VIEWS: h (left-right), "
+                        "h,v,hv (also up-down and both: for top-down images, e.g. microscopy). "
+                        "Costs one forward per view")
     parser.add_argument("--plots", metavar="DIR",
                         help="write PR / F1 curves, confusion matrix, AP figures (and, in checkpoint "
                         "mode, <split>_predictions.jpg) to DIR")
@@ -68,9 +73,22 @@ def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.N
             parser.error("--ann and --results go together")
         if args.config or args.checkpoint or args.out:
             parser.error("give either --ann/--results or CONFIG CKPT, not both")
+        if args.flip_tta:
+            parser.error("--flip-tta needs CONFIG CKPT: a results file has no model to run")
     elif not (args.config and args.checkpoint):
         parser.error("give CONFIG CKPT (checkpoint mode) or --ann GT.json --results R.json")
     return args
+
+
+def _flip_views(text: str) -> tuple:
+    from nanodet_ghost.model.head.flip_tta import FLIP_VIEWS  # imports torch: only with --flip-tta
+
+    views = tuple(v.strip() for v in text.split(",") if v.strip())
+    unknown = [v for v in views if v not in FLIP_VIEWS or v == "none"]
+    if not views or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give flips from h, v, hv separated by commas, e.g. h or h,v,hv")
+    return views
 
 
 def _report(result: CocoEvalResult) -> None:
@@ -103,7 +121,8 @@ def run(args: argparse.Namespace) -> CocoEvalResult:
     result = evaluate_checkpoint(cfg, args.checkpoint, args.split, out=out,
                                  stats_out=args.stats_out, device=args.device,
                                  reject_unknown_image_ids=reject_unknown_image_ids,
-                                 reject_unreadable_images=True if args.strict else None)
+                                 reject_unreadable_images=True if args.strict else None,
+                                 flip_tta=args.flip_tta)
     if args.plots:
         from nanodet_ghost.analysis import make_split_plots
 

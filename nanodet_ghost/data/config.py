@@ -70,10 +70,10 @@ class DataConfig:
 
 
 def check_augment_config(augment: AugmentConfig) -> None:
-    """Raise ValueError, naming the key, for a zoom range that is not `0 < lo <= hi` or a mosaic
-    probability outside [0, 1]: numpy would draw from a reversed range or mirror on a negative zoom
-    without a word."""
-    ranges = {"scale": augment.scale, "mosaic_scale": augment.mosaic_scale}
+    """Raise ValueError, naming the key, for a zoom or input-size range that is not `0 < lo <= hi`
+    or a mosaic probability outside [0, 1]: numpy would draw from a reversed range, mirror on a
+    negative zoom or clamp a negative size without a word."""
+    ranges = {"scale": augment.scale, "mosaic_scale": augment.mosaic_scale, "multi_scale": augment.multi_scale}
     for key, value in ranges.items():
         if value is None:
             continue

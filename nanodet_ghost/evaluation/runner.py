@@ -67,10 +67,18 @@ def collect_predictions(
     return predictions
 
 
-def _torch_predict_fn(cfg: Any, ckpt_path: Path, device: Any) -> PredictFn:
+def _torch_predict_fn(cfg: Any, ckpt_path: Path, device: Any, flip_tta: Sequence[str] = ()) -> PredictFn:
     from nanodet_ghost.model import load_detector  # torch: imported only when a checkpoint is run
 
     model = load_detector(cfg, ckpt_path, prefer_ema=True).to(device)
+    if flip_tta:
+        from nanodet_ghost.model.head.flip_tta import FlipTTA
+
+        try:
+            model = FlipTTA(model, flip_tta)
+            model.check_input(tuple(int(v) for v in reversed(list(cfg.data.input_size))))
+        except ValueError as exc:
+            raise EvaluationInputError(f"cannot evaluate {ckpt_path} with flip TTA: {exc}") from None
 
     def predict(images: Any, metas: Sequence[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
         raw = model(images)
@@ -147,6 +155,7 @@ def evaluate_checkpoint(
     batches: Optional[Iterable[Mapping[str, Any]]] = None,
     reject_unknown_image_ids: bool = True,
     reject_unreadable_images: Optional[bool] = None,
+    flip_tta: Sequence[str] = (),
 ) -> CocoEvalResult:
     """Predict a split with a checkpoint (`.ckpt`, EMA weights preferred) or an exported model
     (`.onnx`, OpenVINO `.xml`, ncnn `.param`),
@@ -166,6 +175,8 @@ def evaluate_checkpoint(
         reject_unreadable_images: an unreadable image raises `EvaluationInputError` instead of being
             dropped with its ground truth; None: `cfg.evaluation.strict` (`CocoEvaluator`'s
             `strict_images`; `tools/test.py --strict` sets it True).
+        flip_tta: flips averaged with the image, e.g. ("h",) or ("h", "v", "hv") (`FlipTTA`);
+            checkpoints only. Empty: one forward.
 
     Raises:
         EvaluationInputError: missing checkpoint, missing split, or bad predictions.
@@ -189,11 +200,15 @@ def evaluate_checkpoint(
     from nanodet_ghost.inference.backends import MODEL_SUFFIXES
 
     if ckpt.suffix.lower() in MODEL_SUFFIXES:  # exported: ONNX Runtime, OpenVINO, ncnn, MNN
+        if flip_tta:
+            raise EvaluationInputError(
+                f"flip TTA runs on checkpoints (.ckpt) only, not on the exported model {ckpt}")
         predict_fn = _onnx_predict_fn(cfg, ckpt)
     else:
-        predict_fn = _torch_predict_fn(cfg, ckpt, device)
-    logger.info("evaluating %s on the %s split (%d images, device %s)",
-                ckpt, split, len(dataset), device)
+        predict_fn = _torch_predict_fn(cfg, ckpt, device, tuple(flip_tta))
+    logger.info("evaluating %s on the %s split (%d images, device %s%s)",
+                ckpt, split, len(dataset), device,
+                f", flip TTA: the image and {', '.join(flip_tta)}" if flip_tta else "")
     if reject_unreadable_images is None:
         reject_unreadable_images = bool(cfg.get("evaluation", {}).get("strict", False))
     unreadable: Dict[int, str] = {}

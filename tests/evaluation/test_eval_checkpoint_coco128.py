@@ -89,3 +89,21 @@ def test_evaluate_checkpoint_on_coco128(coco128_root: Path, tmp_path: Path) -> N
     with_gt = {name_of[a["category_id"]] for a in gt["annotations"] if not a["iscrowd"]}
     assert {n for n, ap in per_class.items() if math.isnan(ap)} == set(per_class) - with_gt
     assert np.mean([per_class[n] for n in with_gt]) == pytest.approx(result.stats[0], rel=1e-9, abs=1e-15)
+
+
+def test_flip_tta_evaluates_every_image(coco128_root: Path, tmp_path: Path) -> None:
+    """The TTA path through the real dataset and model: every image, valid stats, and detections
+    that differ from the single view's (the flipped views are really run)."""
+    ann_file = coco128_root / "annotations" / "instances_train2017.json"
+    cfg = load_config(CONFIG_DIR / "nanodet_ghost_320.yml", [
+        f"data.val.root={coco128_root / 'train2017'}", f"data.val.ann_file={ann_file}",
+        "data.input_size=[128,96]", "data.num_workers=0", "data.val_batch_size=32",
+        "model.postprocess.score_thr=0.001",
+    ])
+    torch.manual_seed(0)
+    ckpt = _write_checkpoint(build_model(cfg.model), tmp_path / "model.ckpt")
+    single = evaluate_checkpoint(cfg, ckpt, "val", out=tmp_path / "single.json", device="cpu")
+    tta = evaluate_checkpoint(cfg, ckpt, "val", out=tmp_path / "tta.json", device="cpu", flip_tta=("h",))
+    assert tta.num_images == single.num_images == 128
+    assert all(0.0 <= s <= 1.0 for s in tta.stats), tta.stats
+    assert json.loads((tmp_path / "tta.json").read_text()) != json.loads((tmp_path / "single.json").read_text())

@@ -64,7 +64,7 @@ def test_collect_predictions_keys_by_image_id() -> None:
 def test_checkpoint_evaluation_writes_results_and_stats(cfg, monkeypatch, tmp_path: Path) -> None:
     ckpt = tmp_path / "model.ckpt"
     ckpt.write_bytes(b"")
-    monkeypatch.setattr(runner, "_torch_predict_fn", lambda c, path, device: _perfect_fn)
+    monkeypatch.setattr(runner, "_torch_predict_fn", lambda c, path, device, flip_tta: _perfect_fn)
     result = evaluate_checkpoint(cfg, ckpt, "val", out=tmp_path / "r.json",
                                  stats_out=tmp_path / "s.json", device="cpu", batches=_batches())
     assert result.stats[0] == 1.0
@@ -108,3 +108,44 @@ def test_cli_missing_config_is_one_line(tmp_path: Path) -> None:
     proc = run_cli(str(tmp_path / "nope.yml"), str(tmp_path / "x.ckpt"), cwd=tmp_path)
     assert proc.returncode == EXIT_USAGE and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "nope.yml" in proc.stderr
+
+
+def test_flip_tta_reaches_the_torch_model(cfg, monkeypatch, tmp_path: Path) -> None:
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"")
+    seen: List[Any] = []
+    monkeypatch.setattr(runner, "_torch_predict_fn",
+                        lambda c, path, device, flip_tta: seen.append(flip_tta) or _perfect_fn)
+    evaluate_checkpoint(cfg, ckpt, "val", device="cpu", batches=_batches(), flip_tta=["h", "v"])
+    evaluate_checkpoint(cfg, ckpt, "val", device="cpu", batches=_batches())
+    assert seen == [("h", "v"), ()]
+
+
+def test_flip_tta_refuses_exported_models_and_unmappable_sizes(cfg, tmp_path: Path) -> None:
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"")
+    with pytest.raises(EvaluationInputError, match=r"checkpoints \(.ckpt\) only.*model.onnx"):
+        evaluate_checkpoint(cfg, onnx, "val", device="cpu", batches=_batches(), flip_tta=("h",))
+
+    from nanodet_ghost.config import load_config
+    from nanodet_ghost.model import build_model
+    from nanodet_ghost.paths import CONFIG_DIR
+
+    real = load_config(CONFIG_DIR / "bccd_ghost050_d50_pan.yml", ["data.input_size=[100,60]"])
+    ckpt = tmp_path / "model.ckpt"
+    state = {f"ema.module.{k}": v for k, v in build_model(real.model).state_dict().items()}
+    torch.save({"state_dict": state}, ckpt)
+    with pytest.raises(EvaluationInputError, match=r"model.ckpt with flip TTA: .*100x60 .* multiple of \[8, 16, 32\]"):
+        runner._torch_predict_fn(real, ckpt, "cpu", ("h",))
+
+
+def test_cli_parses_flip_views() -> None:
+    from nanodet_ghost.commands.test import parse_args
+
+    assert parse_args(["c.yml", "m.ckpt", "--flip-tta", "h,v,hv"]).flip_tta == ("h", "v", "hv")
+    assert parse_args(["c.yml", "m.ckpt"]).flip_tta == ()
+    for bad in (["c.yml", "m.ckpt", "--flip-tta", "x"], ["c.yml", "m.ckpt", "--flip-tta", ","],
+                ["--ann", "a.json", "--results", "r.json", "--flip-tta", "h"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args(bad)
+        assert exit_info.value.code == EXIT_USAGE

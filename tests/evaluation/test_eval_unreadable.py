@@ -109,7 +109,7 @@ def test_evaluate_checkpoint_drops_unreadable(coco_with_broken_image: Path, monk
                                               caplog: pytest.LogCaptureFixture) -> None:
     from nanodet_ghost.config import load_config
 
-    monkeypatch.setattr(runner, "_torch_predict_fn", lambda cfg, path, device: _perfect_boxes)
+    monkeypatch.setattr(runner, "_torch_predict_fn", lambda cfg, path, device, flip_tta: _perfect_boxes)
     root = coco_with_broken_image
     cfg = load_config(str(root / "cfg.yml"))
     with caplog.at_level(logging.WARNING, logger="nanodet_ghost"):
@@ -130,7 +130,7 @@ def test_tools_test_strict_flag(coco_with_broken_image: Path, monkeypatch) -> No
     spec = importlib.util.spec_from_file_location("tools_test", REPO_ROOT / "tools" / "test.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    monkeypatch.setattr(runner, "_torch_predict_fn", lambda cfg, path, device: _perfect_boxes)
+    monkeypatch.setattr(runner, "_torch_predict_fn", lambda cfg, path, device, flip_tta: _perfect_boxes)
     root = coco_with_broken_image
     argv = [str(root / "cfg.yml"), str(root / "model.ckpt"), "--device", "cpu"]
     assert tool.run(tool.parse_args(argv)).num_images == 2

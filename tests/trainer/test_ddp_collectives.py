@@ -6,12 +6,7 @@ quality-weight sum) averaged over the two ranks, and every rank must finish with
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
-from typing import List
 
 import pytest
 import torch
@@ -23,42 +18,8 @@ from nanodet_ghost.model import build_model
 from nanodet_ghost.model.loss.gfl_loss import GFLLoss
 
 import ddp_worker
+from ddp_worker import run_two_ranks
 from trainer_helpers import write_config
-
-WORKER = Path(__file__).with_name("ddp_worker.py")
-RANK_TIMEOUT_S = 240  # generous for 2 busy cores; a desynchronised run hangs far longer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_two_ranks(*args: str, cwd: Path, check: bool = True) -> List[subprocess.CompletedProcess]:
-    """Start ranks 0 and 1 of `ddp_worker.py ARGS` as torchrun would; kill both on timeout.
-    `check`: both must succeed."""
-    env_common = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-                  "WORLD_SIZE": "2", "NODE_RANK": "0", "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(WORKER), *args], cwd=cwd, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env={**env_common, "RANK": str(r), "LOCAL_RANK": str(r)})
-             for r in range(2)]
-    results = []
-    try:
-        for r, proc in enumerate(procs):
-            out, err = proc.communicate(timeout=RANK_TIMEOUT_S)
-            results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"rank {len(results)} did not finish within {RANK_TIMEOUT_S} s (collectives out of step?)")
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    for r, res in enumerate(results):
-        assert res.returncode == 0 or not check, f"rank {r} failed:\n{res.stderr[-3000:]}"
-    return results
 
 
 def expected_per_rank(loss_fn: GFLLoss, per_rank_inputs, monkeypatch) -> list:
@@ -81,17 +42,19 @@ def expected_per_rank(loss_fn: GFLLoss, per_rank_inputs, monkeypatch) -> list:
 
 @pytest.mark.parametrize("case", ["one_empty", "both_empty"])
 def test_loss_with_a_rank_without_boxes(case, tmp_path, monkeypatch):
-    run_two_ranks("loss", case, str(tmp_path), cwd=tmp_path)
+    run_two_ranks("loss", "gfl", case, str(tmp_path), cwd=tmp_path)
     saved = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert [s["sentinel"] for s in saved] == [3.0, 3.0]
     loss_fn = GFLLoss(ddp_worker.NUM_CLASSES, reg_max=ddp_worker.REG_MAX)
     for step in range(2):
-        inputs = [(*ddp_worker.loss_inputs(case, r, step), ddp_worker.INPUT_HW) for r in range(2)]
+        inputs = [(raw, targets, ddp_worker.INPUT_HW)
+                  for raw, _, targets in (ddp_worker.loss_inputs("gfl", case, r, step) for r in range(2))]
         num_pos = [saved[r]["steps"][step]["losses"]["num_pos"].item() for r in range(2)]
         if case == "one_empty":
             assert num_pos[step] > 0 and num_pos[1 - step] == 0  # the rank with boxes alternates
         else:
             assert num_pos == [0, 0]
+        assert [saved[r]["steps"][step]["all_reduces"] for r in range(2)] == [1, 1]
         for r, (losses, grad) in enumerate(expected_per_rank(loss_fn, inputs, monkeypatch)):
             got = saved[r]["steps"][step]
             for key, value in losses.items():

@@ -6,25 +6,16 @@ ImageNet state dict loads as it is. The classifier (`conv_head`, `classifier`) i
 """
 from __future__ import annotations
 
-import logging
 import math
-import os
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nanodet_ghost.model.backbone.dynamic_conv import DynamicConv2d
-from nanodet_ghost.model.weights import (
-    CheckpointMismatchError,
-    compare_state_dicts,
-    describe_mismatch,
-    read_checkpoint,
-)
-
-logger = logging.getLogger(__name__)
+from nanodet_ghost.model.backbone.ghostnet_weights import load_imagenet_weights
 
 # Per stage: blocks of (kernel, expansion channels, out channels, SE ratio, stride).
 GHOSTNET_STAGES: Tuple[Tuple[Tuple[int, int, int, float, int], ...], ...] = (
@@ -50,7 +41,6 @@ GHOSTNET_STAGES: Tuple[Tuple[Tuple[int, int, int, float, int], ...], ...] = (
     ),
 )
 FINAL_CONV_CHANNELS = 960  # stage 9: 1x1 conv + BN + act
-CLASSIFIER_PREFIXES = ("conv_head.", "classifier.")
 
 ACTIVATIONS: Dict[str, type] = {
     "ReLU": nn.ReLU,
@@ -336,7 +326,7 @@ class GhostNet(nn.Module):
                 outputs.append(x)
         return tuple(outputs)
 
-    def _source_key(self, key: str) -> str:
+    def source_key(self, key: str) -> str:
         """The key of the full 1.0x network a tensor of this one comes from (`blocks.s.j.*` ->
         `blocks.s.kept_blocks[s][j].*`)."""
         parts = key.split(".", 3)
@@ -345,70 +335,6 @@ class GhostNet(nn.Module):
         return ".".join(parts)
 
     def load_pretrained(self, path: str) -> None:
-        """Load an official ImageNet GhostNet 1.0x state dict from a local file (see the class doc).
-
-        Accepts a bare state dict or one wrapped in `state_dict`/`model`, with or without a
-        `module.` prefix, in a torch or a `.safetensors` file; classifier weights are dropped.
-        BatchNorm `num_batches_tracked` counters may be absent (they are not weights). The file
-        must be a GhostNet 1.0x state dict: any other missing or unexpected key, or a shape
-        mismatch, raises a `CheckpointMismatchError` that lists them (whatever this network's
-        depth or experts).
-        """
-        if self.width != 1.0:
-            raise CheckpointMismatchError(
-                f"{path}: ImageNet GhostNet weights exist only for width 1.0, but this backbone has width "
-                f"{self.width}; set model.backbone.pretrained to null or model.backbone.width to 1.0")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"pretrained GhostNet weights not found: {path}")
-        state = read_checkpoint(path)
-        for wrapper in ("state_dict", "model"):
-            if isinstance(state.get(wrapper), dict):
-                state = state[wrapper]
-        cleaned = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-        cleaned = {k: v for k, v in cleaned.items() if not k.startswith(CLASSIFIER_PREFIXES)}
-        with torch.device("meta"):  # the full network's keys and shapes, allocating nothing
-            reference = GhostNet(out_stages=self.out_stages).state_dict()
-        for key in reference:  # a counter, not a weight: some exports leave it out
-            if key.endswith(".num_batches_tracked"):
-                cleaned.setdefault(key, torch.tensor(0, dtype=torch.long))
-        # Blocks past the last out stage are not built; their weights are expected and dropped.
-        unbuilt_prefixes = [f"blocks.{i}." for i in range(len(self.blocks), len(GHOSTNET_STAGES) + 1)]
-        missing, unexpected, mismatched = compare_state_dicts(reference, cleaned, ignore_unexpected=unbuilt_prefixes)
-        if missing or unexpected or mismatched:
-            raise CheckpointMismatchError(describe_mismatch(
-                f"{path}: not a GhostNet 1.0x state dict", missing, unexpected, mismatched))
-        own = self.state_dict()
-        if own.keys() == reference.keys():  # depth 1.0 and no dynamic experts
-            self.load_state_dict({k: cleaned[k] for k in own}, strict=True)
-            logger.info("loaded pretrained GhostNet weights from %s (%d tensors)", path, len(own))
-        else:
-            self._load_partial(path, own, {k: v for k, v in cleaned.items() if k in reference})
-
-    def _load_partial(self, path: str, own: Mapping[str, Tensor], source: Mapping[str, Tensor]) -> None:
-        """Load what fits of the full 1.0x `source` into this shallower and/or dynamic network."""
-        experts = {f"{name}.weight" for name, m in self.named_modules() if isinstance(m, DynamicConv2d)}
-        loaded: Dict[str, Tensor] = {}
-        for key, target in own.items():
-            value = source.get(self._source_key(key))
-            if value is not None and value.shape == target.shape:
-                loaded[key] = value
-            elif (key in experts and value is not None and value.shape[1:] == target.shape[1:]
-                  and target.shape[0] % value.shape[0] == 0):
-                loaded[key] = value.repeat(target.shape[0] // value.shape[0], 1, 1, 1)  # every expert: the kernel
-        self.load_state_dict(loaded, strict=False)
-        left = [k for k in own if k not in loaded]
-        others = [k for k in left if ".routing." not in k]
-        notes = [f"{len(left) - len(others)} routing tensors of the dynamic convolutions"] if experts else []
-        if others:
-            more = f" ... and {len(others) - 4} more" if len(others) > 4 else ""
-            notes.append(f"{len(others)}: " + ", ".join(others[:4]) + more)
-        remapped = ", ".join(f"blocks.{s}.{j} <- blocks.{s}.{i}" for s, kept in enumerate(self.kept_blocks)
-                             if s < len(self.blocks) for j, i in enumerate(kept) if i != j)
-        logger.info("pretrained GhostNet weights %s: loaded %d of %d tensors (depth %g%s); %d left at their "
-                    "initialisation%s; %d tensors of the file unused", path, len(loaded), len(own), self.depth,
-                    f": {remapped}" if remapped else "", len(left), f" ({'; '.join(notes)})" if notes else "",
-                    len(set(source) - {self._source_key(k) for k in loaded}))
-        if experts:
-            logger.info("dynamic convolution: %d of %d primary convs start with all their %d experts equal to the "
-                        "pretrained kernel; the routing layers keep their initialisation",
-                        len(experts & loaded.keys()), len(experts), self.dynamic_experts)
+        """Load an official ImageNet GhostNet 1.0x state dict from a local file (see the class doc and
+        `ghostnet_weights.load_imagenet_weights`)."""
+        load_imagenet_weights(self, path)
