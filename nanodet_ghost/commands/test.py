@@ -81,13 +81,16 @@ def parse_args(argv: Optional[List[str]] = None, prog: str = PROG) -> argparse.N
 
 
 def _flip_views(text: str) -> tuple:
-    from nanodet_ghost.model.head.flip_tta import FLIP_VIEWS  # imports torch: only with --flip-tta
+    from nanodet_ghost.model.head.flip_tta import check_flip_views  # imports torch: only with --flip-tta
 
     views = tuple(v.strip() for v in text.split(",") if v.strip())
-    unknown = [v for v in views if v not in FLIP_VIEWS or v == "none"]
-    if not views or unknown:
+    try:
+        if not views or "none" in views:
+            raise ValueError
+        check_flip_views(views)
+    except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: give flips from h, v, hv separated by commas, e.g. h or h,v,hv")
+            f"{text!r}: give flips from h, v, hv separated by commas, e.g. h or h,v,hv") from None
     return views
 
 

@@ -52,9 +52,6 @@ class ScriptedDetector(nn.Module):
             rows.append(self.outputs[key][0])
         return torch.stack(rows)
 
-    def predict(self, raw, metas, input_hw, score_thr=None):
-        return self.postprocess(raw, metas, input_hw, score_thr=score_thr)
-
 
 def marked_image() -> Tensor:
     image = torch.zeros(1, 3, *INPUT_HW)

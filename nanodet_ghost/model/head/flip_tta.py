@@ -37,6 +37,10 @@ def check_flip_views(views: Sequence[str]) -> Tuple[str, ...]:
     return ("none",) + tuple(dict.fromkeys(v for v in views if v != "none"))
 
 
+def _flip_dims(flip_w: bool, flip_h: bool, w_dim: int, h_dim: int) -> list:
+    return [d for d, flip in ((w_dim, flip_w), (h_dim, flip_h)) if flip]
+
+
 class FlipTTA(nn.Module):
     """`forward(images: Tensor[B, 3, H, W]) -> Tensor[B, N, C + 4 * (reg_max + 1)]`, the detector's raw
     layout, averaged over the image and its flips.
@@ -69,41 +73,32 @@ class FlipTTA(nn.Module):
                 f"{self.strides}; {input_hw[1]}x{input_hw[0]} (W x H) is not a multiple of {bad}"
             )
 
-    def unflip(self, raw: Tensor, input_hw: Tuple[int, int], flip_w: bool, flip_h: bool) -> Tensor:
-        """Map one view's `raw [B, N, D]` onto the original grid and sides."""
+    def unflip(self, raw: Tensor, input_hw: Tuple[int, int], flip_w: bool, flip_h: bool) -> Tuple[Tensor, Tensor]:
+        """Map one view's `raw [B, N, C + 4 * (R + 1)]` onto the original grid and sides: class logits
+        `[B, N, C]` and distance logits `[B, N, 4, R + 1]` (sides l, t, r, b)."""
         levels = []
         start = 0
         for h, w in featmap_sizes(input_hw, self.strides):
             level = raw[:, start:start + h * w].reshape(raw.shape[0], h, w, -1)
-            dims = [d for d, f in ((2, flip_w), (1, flip_h)) if f]
-            levels.append(level.flip(dims).reshape(raw.shape[0], h * w, -1))
+            levels.append(level.flip(_flip_dims(flip_w, flip_h, w_dim=2, h_dim=1)).reshape(raw.shape[0], h * w, -1))
             start += h * w
         out = torch.cat(levels, dim=1)
-        cls, reg = out[..., : self.num_classes], out[..., self.num_classes:]
-        sides = list(reg.reshape(*reg.shape[:-1], 4, self.reg_max + 1).unbind(-2))  # l, t, r, b
-        if flip_w:
-            sides[0], sides[2] = sides[2], sides[0]
-        if flip_h:
-            sides[1], sides[3] = sides[3], sides[1]
-        return torch.cat([cls] + sides, dim=-1)
+        reg = out[..., self.num_classes:].reshape(*out.shape[:-1], 4, self.reg_max + 1)
+        sides = [2 if flip_w else 0, 3 if flip_h else 1, 0 if flip_w else 2, 1 if flip_h else 3]
+        return out[..., : self.num_classes], reg[..., sides, :]
 
     def forward(self, images: Tensor) -> Tensor:
         input_hw = (int(images.shape[-2]), int(images.shape[-1]))
         self.check_input(input_hw)
         batch = images.shape[0]
-        flipped = []
-        for name in self.views:
-            flip_w, flip_h = FLIP_VIEWS[name]
-            dims = [d for d, f in ((-1, flip_w), (-2, flip_h)) if f]
-            flipped.append(images.flip(dims) if dims else images)
+        flipped = [images.flip(_flip_dims(*FLIP_VIEWS[name], w_dim=-1, h_dim=-2)) for name in self.views]
         raw_all = self.detector(torch.cat(flipped)).float()
         cls_prob = 0.0
         reg_prob = 0.0
         for i, name in enumerate(self.views):
-            raw = self.unflip(raw_all[i * batch:(i + 1) * batch], input_hw, *FLIP_VIEWS[name])
-            cls_prob = cls_prob + raw[..., : self.num_classes].sigmoid()
-            reg = raw[..., self.num_classes:]
-            reg_prob = reg_prob + F.softmax(reg.reshape(*reg.shape[:-1], 4, self.reg_max + 1), dim=-1)
+            cls, reg = self.unflip(raw_all[i * batch:(i + 1) * batch], input_hw, *FLIP_VIEWS[name])
+            cls_prob = cls_prob + cls.sigmoid()
+            reg_prob = reg_prob + F.softmax(reg, dim=-1)
         cls_prob = (cls_prob / len(self.views)).clamp(_EPS, 1 - _EPS)
         reg_prob = (reg_prob / len(self.views)).clamp_min(_EPS)
         # logit(p) and log(q): the post-processor's sigmoid and softmax give back p and q.
